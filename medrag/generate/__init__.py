@@ -1,0 +1,1 @@
+"""Stage 8, generate: grounded answers with numbered citations."""

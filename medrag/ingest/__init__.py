@@ -1,0 +1,1 @@
+"""Stage 2, ingest: de-identification first, then image normalisation and records for the store."""

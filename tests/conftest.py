@@ -1,0 +1,73 @@
+"""Shared fixtures: one real Weaviate server for the whole test session, and the real data dir.
+
+There is no mock or in-memory stand-in for Weaviate: tests that need the store get the real server
+started from the weaviate-server binary. Under ``CI=true`` a missing binary fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from medrag.config import Config, load_config
+from medrag.store import Store
+from medrag.store.binary import WeaviateBinary, find_binary
+
+
+@pytest.fixture(scope="session")
+def config(tmp_path_factory: pytest.TempPathFactory) -> Config:
+    """The user's configuration (binary, caches, data dir) with a private home and the embedded server."""
+    home = tmp_path_factory.mktemp("medrag-home")
+    return load_config().replace(home=home, weaviate={"url": None, "data_dir": None, "port": None})
+
+
+@pytest.fixture(scope="session")
+def data_dir(config: Config) -> Path:
+    path = Path(config.data_dir)
+    if not path.is_dir():
+        pytest.fail(f"data dir {path.resolve()} not found; set MEDRAG_DATA_DIR to the shared data folder")
+    return path
+
+
+@pytest.fixture(scope="session")
+def weaviate_binary(config: Config) -> WeaviateBinary:
+    found = find_binary(config)
+    if found is None:
+        message = "no weaviate-server binary: run `make setup` (or set MEDRAG_WEAVIATE_BIN)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
+@pytest.fixture(scope="session")
+def store(config: Config, weaviate_binary: WeaviateBinary) -> Iterator[Store]:
+    """The one Weaviate server of this test session, with the schema created."""
+    with Store.open(config) as opened:
+        opened.ensure_schema()
+        yield opened
+
+
+@pytest.fixture
+def tenant(store: Store) -> str:
+    """A fresh tenant per test: tests share the server but never each other's objects."""
+    return store.create_tenant(f"t{uuid.uuid4().hex[:16]}")
+
+
+@pytest.fixture(scope="session")
+def text_encoder(config: Config):
+    from medrag.encode.text import TextEncoder
+
+    return TextEncoder(config.text_model)
+
+
+@pytest.fixture(scope="session")
+def pubmedqa(data_dir: Path) -> dict[str, dict]:
+    """The 500 expert-labelled PubMedQA questions with their real abstracts, keyed by PMID."""
+    import json
+
+    return json.loads((data_dir / "pubmed" / "pubmedqa_pqal_dev.json").read_text())

@@ -1,0 +1,64 @@
+"""The console script, run as a user would: a separate process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def medrag(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "medrag", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+def test_help_lists_the_commands():
+    result = medrag("--help")
+    assert result.returncode == 0
+    for command in ("doctor", "demo", "server"):
+        assert command in result.stdout
+
+
+def test_doctor_reports_the_server_binary_and_its_version(weaviate_binary):
+    result = medrag("doctor", env={"MEDRAG_WEAVIATE_BIN": str(weaviate_binary.path)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{weaviate_binary.path} (version {weaviate_binary.version}, from MEDRAG_WEAVIATE_BIN)" in result.stdout
+    assert "all-MiniLM-L6-v2" in result.stdout
+    assert "torch                  2.14.1" in result.stdout
+
+
+def test_doctor_flags_a_broken_binary_setting(tmp_path):
+    result = medrag("doctor", env={"MEDRAG_WEAVIATE_BIN": str(tmp_path / "missing")})
+    assert result.returncode == 1
+    assert "is not an executable file" in result.stdout
+
+
+def test_doctor_names_an_external_cluster():
+    result = medrag("doctor", env={"MEDRAG_WEAVIATE_URL": "https://weaviate.hospital.example:443"})
+    assert "external cluster at https://weaviate.hospital.example:443" in result.stdout
+
+
+def test_bad_configuration_is_one_line_error():
+    result = medrag("doctor", env={"MEDRAG_WEAVIATE_PORT": "eighty"})
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "medrag: error: config key 'MEDRAG_WEAVIATE_PORT': cannot read 'eighty' as int "
+        "(invalid literal for int() with base 10: 'eighty')"
+    )
+
+
+def test_server_reports_the_version_it_was_built_as(store, weaviate_binary):
+    assert store.client.get_meta()["version"] == weaviate_binary.version
+
+
+@pytest.mark.usefixtures("weaviate_binary")
+def test_demo_starts_weaviate_and_prints_a_hybrid_hit(tmp_path):
+    result = medrag("demo", env={"MEDRAG_HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Weaviate running at http://127.0.0.1:" in result.stdout
+    assert "upserted 3 abstracts" in result.stdout
+    first_hit = next(line for line in result.stdout.splitlines() if line.strip().startswith("1."))
+    assert "PMID 17323047" in first_hit
+    assert (tmp_path / "weaviate" / "weaviate.log").exists()
