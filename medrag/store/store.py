@@ -263,6 +263,14 @@ class Store:
             found = self._collection(collection, tenant).query.fetch_object_by_id(object_uuid(collection, source_id))
         return None if found is None else self._hit(collection, found)
 
+    def _search(self, kind: str, collection: str, tenant: str | None, filters: Filters | None,
+                **arguments: Any) -> list[Hit]:
+        tenant = tenant or self.config.weaviate.tenant
+        with self._guard(f"{kind} search in {collection}", collection, tenant):
+            search = getattr(self._collection(collection, tenant).query, kind)
+            result = search(filters=filters.to_weaviate() if filters else None, **arguments)
+        return [self._hit(collection, item) for item in result.objects]
+
     def hybrid(
         self,
         collection: str,
@@ -276,14 +284,9 @@ class Store:
         tenant: str | None = None,
     ) -> list[Hit]:
         """BM25 on ``text`` fused with vector search on ``target_vector``; alpha=1 is pure vector."""
-        tenant = tenant or self.config.weaviate.tenant
-        with self._guard(f"hybrid search in {collection}", collection, tenant):
-            result = self._collection(collection, tenant).query.hybrid(
-                query=query, vector=list(vector), alpha=alpha, target_vector=target_vector,
-                query_properties=["text"], filters=filters.to_weaviate() if filters else None, limit=limit,
-                return_metadata=MetadataQuery(score=True),
-            )
-        return [self._hit(collection, item) for item in result.objects]
+        return self._search("hybrid", collection, tenant, filters, query=query, vector=list(vector), alpha=alpha,
+                            target_vector=target_vector, query_properties=["text"], limit=limit,
+                            return_metadata=MetadataQuery(score=True))
 
     def near_vector(
         self,
@@ -296,14 +299,8 @@ class Store:
         tenant: str | None = None,
     ) -> list[Hit]:
         """Pure vector search on one named vector (e.g. ``joint`` for image queries)."""
-        tenant = tenant or self.config.weaviate.tenant
-        with self._guard(f"vector search in {collection}", collection, tenant):
-            result = self._collection(collection, tenant).query.near_vector(
-                near_vector=list(vector), target_vector=target_vector,
-                filters=filters.to_weaviate() if filters else None, limit=limit,
-                return_metadata=MetadataQuery(distance=True),
-            )
-        return [self._hit(collection, item) for item in result.objects]
+        return self._search("near_vector", collection, tenant, filters, near_vector=list(vector),
+                            target_vector=target_vector, limit=limit, return_metadata=MetadataQuery(distance=True))
 
     def bm25(
         self,
@@ -315,13 +312,8 @@ class Store:
         tenant: str | None = None,
     ) -> list[Hit]:
         """Keyword search only (the BM25 baseline)."""
-        tenant = tenant or self.config.weaviate.tenant
-        with self._guard(f"BM25 search in {collection}", collection, tenant):
-            result = self._collection(collection, tenant).query.bm25(
-                query=query, query_properties=["text"], filters=filters.to_weaviate() if filters else None,
-                limit=limit, return_metadata=MetadataQuery(score=True),
-            )
-        return [self._hit(collection, item) for item in result.objects]
+        return self._search("bm25", collection, tenant, filters, query=query, query_properties=["text"],
+                            limit=limit, return_metadata=MetadataQuery(score=True))
 
     @staticmethod
     def _hit(collection: str, item: Any) -> Hit:

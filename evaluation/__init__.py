@@ -1,0 +1,1 @@
+"""Evaluation harness: retrieval, routing, QA and report metrics, ablations and baselines (``medrag eval``)."""
