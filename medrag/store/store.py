@@ -252,6 +252,19 @@ class Store:
 
     # --- reads --------------------------------------------------------------------------------
 
+    def stored_hashes(self, collection: str, source_ids: Sequence[str], *, tenant: str | None = None) -> dict[str, str]:
+        """``content_hash`` of those of ``source_ids`` already stored: what a re-run may skip."""
+        if not source_ids:
+            return {}
+        tenant = tenant or self.config.weaviate.tenant
+        uuids = [object_uuid(collection, source_id) for source_id in source_ids]
+        with self._guard(f"reading {collection}", collection, tenant):
+            result = self._collection(collection, tenant).query.fetch_objects(
+                filters=Filter.by_id().contains_any(uuids), limit=len(uuids),
+                return_properties=["source_id", "content_hash"],
+            )
+        return {item.properties["source_id"]: item.properties.get("content_hash") or "" for item in result.objects}
+
     def count(self, collection: str, *, tenant: str | None = None) -> int:
         tenant = tenant or self.config.weaviate.tenant
         with self._guard(f"counting {collection}", collection, tenant):

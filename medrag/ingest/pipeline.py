@@ -1,0 +1,175 @@
+"""Ingestion: loader -> de-identify and prepare -> encode in batches -> upsert, with a summary.
+
+Streaming and bounded: records flow through in batches, so memory stays flat on large inputs.
+Idempotent and resumable: ids are deterministic and each object stores a hash of its content and
+encoder, so a re-run (also after kill -9) skips what is already stored and writes only the rest.
+One bad record is reported with its file, record and reason; the run goes on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from knowledge_sources.cases import load_cases
+from knowledge_sources.pubmed import load_pubmed
+from knowledge_sources.records import Problem, SourceRecord
+from knowledge_sources.reports import load_reports
+from medrag.config import Config
+from medrag.encode.text import TextEncoder
+from medrag.ingest.dicom_deid import DicomDeidentifier
+from medrag.ingest.image import NotARadiograph
+from medrag.ingest.prepare import CasePreparer, Prepared, prepare_article, prepare_report
+from medrag.ingest.secrets import deid_key
+from medrag.ingest.text_deid import TextScrubber
+from medrag.store import ARTICLES, CASES, REPORTS, TEXT_VECTOR, Record, Store
+
+Loaded = SourceRecord | Problem
+
+
+@dataclasses.dataclass
+class IngestSummary:
+    """What one ingestion run did; ``ok`` is False when any record failed (skips are not failures)."""
+
+    collection: str
+    read: int = 0
+    written: int = 0
+    unchanged: int = 0
+    added: int = 0
+    """Objects new to the collection (the rest of ``written`` replaced older versions)."""
+    skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    failed: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self) | {"ok": self.ok}
+
+    def render(self, most: int = 20) -> str:
+        lines = [
+            f"{self.collection}: read {self.read}, ingested {self.written} ({self.added} new), "
+            f"unchanged {self.unchanged}, skipped {len(self.skipped)}, failed {len(self.failed)}"
+        ]
+        for title, items in (("skipped", self.skipped), ("failed", self.failed)):
+            lines += [f"  {title}: {origin}: {reason}" for origin, reason in items[:most]]
+            if len(items) > most:
+                lines.append(f"  ... and {len(items) - most} more {title} (see --report)")
+        return "\n".join(lines)
+
+
+def _batches(items: Iterable[Loaded], size: int) -> Iterator[list[Loaded]]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+class Ingestor:
+    """Ingests knowledge sources into one tenant. Models load once; call the methods any number of times."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        *,
+        text_encoder: TextEncoder | None = None,
+        tenant: str | None = None,
+        batch_size: int = 64,
+        progress: bool = True,
+        allow_burned_in: bool = False,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.text_encoder = text_encoder or TextEncoder(config.text_model)
+        self.tenant = tenant or config.weaviate.tenant
+        self.batch_size = batch_size
+        self.progress = progress
+        key = deid_key(config)
+        self.scrubber = TextScrubber()
+        self.cases = CasePreparer(DicomDeidentifier(key, allow_burned_in=allow_burned_in), self.scrubber,
+                                  config.image_dir, self.tenant)
+        # Stored with every object: a new encoder changes every hash, so re-ingest re-encodes.
+        self.encoder_id = f"{Path(self.text_encoder.model_path).name}:{self.text_encoder.dim}"
+        store.ensure_schema()
+        store.create_tenant(self.tenant)
+
+    def pubmed(self, paths: Iterable[Path], mapping: str | Path | None = None) -> IngestSummary:
+        """MEDLINE/PubMed XML, PubTator and PubMedQA JSON files or folders."""
+        paths = list(paths)
+        return self._run(ARTICLES, lambda: load_pubmed(paths, mapping=mapping), prepare_article)
+
+    def reports(self, paths: Iterable[Path], mapping: str | Path | None = None) -> IngestSummary:
+        """Open-i/IU ecgen XML (also inside the .tgz) and CSV exports."""
+        paths = list(paths)
+        return self._run(REPORTS, lambda: load_reports(paths, mapping=mapping),
+                         lambda record: prepare_report(record, self.scrubber))
+
+    def images(self, paths: Iterable[Path], notes: Path | None = None,
+               mapping: str | Path | None = None) -> IngestSummary:
+        """DICOM files or folders, PNG/JPEG images, and image+note CSVs.
+
+        ``mapping`` maps the notes CSV when ``notes`` is given, else the image+note tables in ``paths``.
+        """
+        paths = list(paths)
+        mappings = {"notes_mapping": mapping} if notes else {"mapping": mapping}
+        return self._run(CASES, lambda: load_cases(paths, notes=notes, **mappings), self.cases)
+
+    def _run(self, collection: str, load: Callable[[], Iterable[Loaded]],
+             prepare: Callable[[SourceRecord], Prepared]) -> IngestSummary:
+        summary = IngestSummary(collection)
+        before = self.store.count(collection, tenant=self.tenant)
+        # Counting first costs one cheap parse and buys an ETA on the progress bar.
+        total = sum(1 for _ in load()) if self.progress else None
+        with tqdm(total=total, desc=f"ingest {collection}", unit="rec", disable=not self.progress) as bar:
+            for batch in _batches(load(), self.batch_size):
+                prepared = [item for loaded in batch if (item := self._prepare(loaded, prepare, summary))]
+                self._write(collection, prepared, summary)
+                summary.read += len(batch)
+                bar.update(len(batch))
+        summary.added = self.store.count(collection, tenant=self.tenant) - before
+        return summary
+
+    @staticmethod
+    def _prepare(loaded: Loaded, prepare: Callable[[SourceRecord], Prepared],
+                 summary: IngestSummary) -> Prepared | None:
+        if isinstance(loaded, Problem):
+            (summary.skipped if loaded.skipped else summary.failed).append((loaded.origin, str(loaded)))
+            return None
+        try:
+            return prepare(loaded)
+        except NotARadiograph as reason:
+            summary.skipped.append((loaded.origin, str(reason)))
+        except Exception as error:  # one bad record must not stop the run; it is reported with its origin
+            message = str(error)
+            summary.failed.append((loaded.origin, message if loaded.origin in message else f"{loaded.origin}: "
+                                   f"{type(error).__name__}: {message}"))
+        return None
+
+    def _content_hash(self, item: Prepared) -> str:
+        payload = json.dumps([self.encoder_id, item.properties], sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    def _write(self, collection: str, prepared: list[Prepared], summary: IngestSummary) -> None:
+        latest = {item.source_id: item for item in prepared}  # the same id twice in a batch: last one wins
+        hashes = {source_id: self._content_hash(item) for source_id, item in latest.items()}
+        stored = self.store.stored_hashes(collection, list(latest), tenant=self.tenant)
+        changed = [item for source_id, item in latest.items() if stored.get(source_id) != hashes[source_id]]
+        summary.unchanged += len(prepared) - len(changed)
+        if not changed:
+            return
+        vectors = self.text_encoder.encode([item.text for item in changed])
+        records = [
+            Record(item.source_id, {**item.properties, "content_hash": hashes[item.source_id]}, {TEXT_VECTOR: vector})
+            for item, vector in zip(changed, vectors, strict=True)
+        ]
+        report = self.store.upsert(collection, records, tenant=self.tenant, raise_on_failure=False)
+        summary.written += report.written
+        summary.failed += [(source_id, f"rejected by Weaviate: {reason}") for source_id, reason in report.failures]

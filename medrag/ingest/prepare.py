@@ -1,0 +1,182 @@
+"""Turn a loaded source record into the object we store: de-identified, sectioned, split into sentences.
+
+Published literature carries no patient data and is stored as published. Reports and notes go
+through the text scrubber; DICOM goes through the PS3.15 de-identifier before its pixels or any
+header value is used. Images are kept de-identified under ``config.image_dir``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+from PIL import Image
+
+from knowledge_sources.records import SourceRecord
+from medrag.ingest.dicom_deid import DicomDeidentifier
+from medrag.ingest.image import Radiograph, check_radiograph, load_image_file, read_dicom, to_radiograph
+from medrag.ingest.sentences import split_sentences
+from medrag.ingest.text_deid import TextScrubber
+from medrag.store import ARTICLES, CASES, REPORTS, object_uuid
+
+REPORT_SECTIONS = ("indication", "comparison", "findings", "impression")
+OLDEST_REPORTED_AGE = 90  # HIPAA Safe Harbor: ages over 89 are aggregated into one "90 or older" group
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """An object ready to encode and store."""
+
+    collection: str
+    source_id: str
+    properties: dict[str, Any]
+    image: Radiograph | None = None
+    """The de-identified image, for the joint (image) encoder."""
+
+    @property
+    def text(self) -> str:
+        return self.properties["text"]
+
+
+def _labelled_sentences(sections: list[tuple[str, str]]) -> list[str]:
+    return [f"{label}: {sentence}" if label else sentence
+            for label, text in sections if text for sentence in split_sentences(text)]
+
+
+def prepare_article(record: SourceRecord) -> Prepared:
+    fields = record.fields
+    sections = [(section.get("label") or "", section.get("text") or "") for section in fields.get("sections") or []]
+    abstract = " ".join(text for _, text in sections if text)
+    if not abstract.strip():
+        raise ValueError(f"{record.origin}: empty abstract; nothing to store")
+    title = fields.get("title") or ""
+    properties = {
+        key: fields.get(key) for key in ("title", "journal", "year", "mesh", "publication_types") if fields.get(key)
+    }
+    properties |= {
+        "source": record.source,
+        "modality": "text",
+        "text": f"{title}\n{abstract}".strip(),
+        "sentences": ([f"TITLE: {title}"] if title else []) + _labelled_sentences(sections),
+    }
+    return Prepared(ARTICLES, record.source_id, properties)
+
+
+def prepare_report(record: SourceRecord, scrubber: TextScrubber) -> Prepared:
+    fields = record.fields
+    sections = {name: scrubber(fields.get(name) or "").text.strip() for name in REPORT_SECTIONS}
+    if not (sections["findings"] or sections["impression"]):
+        raise ValueError(f"{record.origin}: report has neither findings nor impression")
+    properties = {key: fields.get(key) for key in ("year", "mesh", "image_ids") if fields.get(key)}
+    properties |= {name: text for name, text in sections.items() if text}
+    properties |= {
+        "source": record.source,
+        "modality": "text",
+        "text": "\n".join(f"{name.upper()}: {text}" for name, text in sections.items() if text),
+        "sentences": _labelled_sentences([(name.upper(), text) for name, text in sections.items()]),
+    }
+    return Prepared(REPORTS, record.source_id, properties)
+
+
+def _age(value: Any) -> int | None:
+    """Age in years from an int or a DICOM age string (``065Y``), capped at 90 (HIPAA)."""
+    if value in (None, ""):
+        return None
+    text = str(value).strip().upper()
+    if text[-1:] in ("D", "W", "M"):  # days/weeks/months old: under one year
+        return 0
+    years = int(float(text.rstrip("Y")))
+    return min(years, OLDEST_REPORTED_AGE)
+
+
+def _write_atomically(path: Path, payload: bytes) -> None:
+    """A reader never sees half an image: write beside, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as handle:
+        handle.write(payload)
+    os.replace(handle.name, path)
+
+
+def _png_bytes(image: Radiograph) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.round(image.pixels * 255).astype(np.uint8), mode="L").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+class CasePreparer:
+    """Imaging cases: de-identify the DICOM (or read the image), scrub the note, keep the clean image."""
+
+    def __init__(self, deidentifier: DicomDeidentifier, scrubber: TextScrubber, image_dir: Path, tenant: str):
+        self.deidentifier = deidentifier
+        self.scrubber = scrubber
+        self.image_dir = image_dir
+        self.tenant = tenant
+
+    def __call__(self, record: SourceRecord) -> Prepared:
+        if record.image_path is None:
+            raise ValueError(f"{record.origin}: case has no image file")
+        if record.source == "dicom":
+            return self._from_dicom(record)
+        image = load_image_file(record.image_path)
+        fields = record.fields
+        properties = self._common(record.source, fields, self.scrubber)
+        patient = fields.get("patient_id")
+        if patient not in (None, ""):
+            properties["patient_key"] = self.deidentifier.pseudonym(str(patient))
+        properties["image_ref"] = self._keep(record.source_id, ".png", _png_bytes(image))
+        return Prepared(CASES, record.source_id, properties, image)
+
+    def _from_dicom(self, record: SourceRecord) -> Prepared:
+        original = read_dicom(record.image_path)
+        check_radiograph(original, origin=record.origin)
+        # The patient's own name is the surest name to scrub from the note that comes with the image.
+        names = [part for part in str(original.get("PatientName", "")).replace("^", " ").split() if len(part) > 1]
+        clean = self.deidentifier(original, origin=record.origin)
+        image = to_radiograph(clean)
+        source_id = str(clean.SOPInstanceUID)
+        fields = {
+            "modality": image.metadata.get("modality"),
+            "view": image.metadata.get("view_position"),
+            "body_part": image.metadata.get("body_part"),
+            "sex": clean.get("PatientSex") or None,
+            "age": clean.get("PatientAge") or None,
+            "year": int(str(clean.StudyDate)[:4]) if clean.get("StudyDate") else None,
+            **{key: value for key, value in record.fields.items() if value not in (None, "")},
+        }
+        properties = self._common(record.source, fields, TextScrubber(extra_names=names) if names else self.scrubber)
+        properties["patient_key"] = str(clean.PatientID)
+        buffer = io.BytesIO()
+        pydicom.dcmwrite(buffer, clean, enforce_file_format=True)
+        properties["image_ref"] = self._keep(source_id, ".dcm", buffer.getvalue())
+        return Prepared(CASES, source_id, properties, image)
+
+    def _common(self, source: str, fields: dict[str, Any], scrubber: TextScrubber) -> dict[str, Any]:
+        note = scrubber(fields.get("note") or "").text.strip()
+        properties = {
+            key: fields.get(key) for key in ("finding", "view", "body_part", "sex", "modality", "license", "year")
+            if fields.get(key) not in (None, "")
+        }
+        age = _age(fields.get("age"))
+        if age is not None:
+            properties["age"] = age
+        described = ", ".join(str(properties[key]) for key in ("modality", "view", "body_part") if key in properties)
+        summary = f"Finding: {properties['finding']}." if "finding" in properties else ""
+        properties |= {
+            "note": note,
+            "text": " ".join(part for part in (note, summary, f"Image: {described}." if described else "") if part),
+            "sentences": split_sentences(note),
+            "source": source,
+        }
+        return properties
+
+    def _keep(self, source_id: str, suffix: str, payload: bytes) -> str:
+        """Store the de-identified image; return its reference relative to the image dir."""
+        reference = f"{self.tenant}/{object_uuid(CASES, source_id)}{suffix}"
+        _write_atomically(self.image_dir / reference, payload)
+        return reference

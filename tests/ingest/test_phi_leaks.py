@@ -1,0 +1,80 @@
+"""No PHI survives ingestion: not in Weaviate objects, its files or log, the image store, or our output.
+
+DICOMs are built from real covid radiographs with every PHI-bearing tag filled (headers templated
+from real IU DICOM metadata), each with a clinical note that repeats the identifiers. After ingest,
+every planted value is searched for, case-insensitively, everywhere medrag could have put it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+
+from phi_dicom import load_templates, make_phi_dicom
+
+from medrag.ingest.pipeline import Ingestor
+from medrag.store import CASES
+
+CASES_TO_PLANT = 6
+
+
+def _needles(values: list[str]) -> set[str]:
+    """Each planted value, and each part of a DICOM person name (``Family^Given``), lowercased."""
+    needles = set()
+    for value in values:
+        needles.add(value.lower())
+        needles.update(part.lower() for part in value.replace("^", " ").split() if len(part) > 3)
+    return {needle for needle in needles if len(needle) > 3}
+
+
+def _files_containing(root: Path, needles: set[str]) -> dict[str, list[str]]:
+    hits: dict[str, list[str]] = {}
+    for path in root.rglob("*"):
+        if path.is_file():
+            content = path.read_bytes().lower()
+            found = [needle for needle in needles if needle.encode() in content]
+            if found:
+                hits[str(path)] = found
+    return hits
+
+
+def test_planted_phi_is_nowhere_after_ingest(config, store, tenant, text_encoder, data_dir, tmp_path, caplog,
+                                             capsys):
+    caplog.set_level(logging.DEBUG)
+    images = sorted((data_dir / "cxr" / "covid" / "images").glob("*.jpg"))[:CASES_TO_PLANT]
+    inputs = tmp_path / "incoming"
+    planted = [
+        make_phi_dicom(image, template, inputs / f"study{i}.dcm", seed=i)
+        for i, (image, template) in enumerate(zip(images, load_templates(data_dir, CASES_TO_PLANT), strict=True))
+    ]
+    values = [value for plant in planted for value in plant.values]
+    notes = tmp_path / "notes.csv"
+    with notes.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["filename", "clinical_notes", "finding"])
+        for plant in planted:
+            identifiers = ", ".join(value.replace("^", " ") for value in plant.values[:6])
+            writer.writerow([plant.path.name, f"Seen with {identifiers}; productive cough, fever.", "Pneumonia"])
+
+    summary = Ingestor(config, store, text_encoder=text_encoder, tenant=tenant, progress=False).images(
+        [inputs], notes=notes
+    )
+    assert summary.ok and summary.written == CASES_TO_PLANT, summary.render()
+
+    needles = _needles(values)
+    raw_hits = _files_containing(inputs, needles)
+    assert len(raw_hits) == CASES_TO_PLANT and all(len(found) > 10 for found in raw_hits.values()), (
+        "control: the search must find the planted values in the raw input"
+    )
+    stored = store.client.collections.use(CASES).with_tenant(tenant).query.fetch_objects(limit=100)
+    assert len(stored.objects) == CASES_TO_PLANT
+    dumped = json.dumps([item.properties for item in stored.objects], default=str).lower()
+    assert [needle for needle in needles if needle in dumped] == []
+    assert all("cough" in item.properties["note"] for item in stored.objects), "the clinical content stays"
+
+    assert _files_containing(config.image_dir, needles) == {}
+    assert _files_containing(store.server.data_dir, needles) == {}  # objects, indexes, WAL and weaviate.log
+    output = (summary.render() + caplog.text + "".join(capsys.readouterr())).lower()
+    assert [needle for needle in needles if needle in output] == []
