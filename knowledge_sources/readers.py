@@ -11,6 +11,7 @@ member as a stream, without extracting to disk; folders are walked recursively i
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import gzip
@@ -150,9 +151,16 @@ def _read_tar(stream: IO[bytes], name: str, options: ReaderOptions) -> Iterator[
                       fix="re-download the archive; the members before this point were read")
 
 
-def _text(stream: IO[bytes], options: ReaderOptions, **kwargs: Any) -> io.TextIOWrapper:
+@contextlib.contextmanager
+def _text(stream: IO[bytes], options: ReaderOptions, **kwargs: Any) -> Iterator[io.TextIOWrapper]:
+    """A text view of the byte stream, detached on exit: the stream's owner closes it, also when a
+    reader generator is abandoned half-way."""
     encoding = "utf-8-sig" if options.encoding.lower().replace("_", "-") == "utf-8" else options.encoding
-    return io.TextIOWrapper(stream, encoding=encoding, **kwargs)
+    wrapper = io.TextIOWrapper(stream, encoding=encoding, **kwargs)
+    try:
+        yield wrapper
+    finally:
+        wrapper.detach()
 
 
 # --- XML -------------------------------------------------------------------------------------------------------------
@@ -235,7 +243,8 @@ def _json_record(origin: str, item: Any) -> Raw | Problem:
 def _read_json(stream: IO[bytes], name: str, options: ReaderOptions) -> Iterator[Raw | Problem]:
     """A whole JSON document (the json module cannot stream); use JSON Lines for large exports."""
     try:
-        data = json.load(_text(stream, options))
+        with _text(stream, options) as text:
+            data = json.load(text)
     except json.JSONDecodeError as error:
         yield Problem(f"{name}, line {error.lineno}, column {error.colno}", f"malformed JSON: {error.msg}",
                       fix="repair the file; no record of it was read")
@@ -245,16 +254,17 @@ def _read_json(stream: IO[bytes], name: str, options: ReaderOptions) -> Iterator
 
 
 def _read_jsonl(stream: IO[bytes], name: str, options: ReaderOptions) -> Iterator[Raw | Problem]:
-    for line_number, line in enumerate(_text(stream, options), 1):
-        if not line.strip():
-            continue
-        origin = f"{name}, line {line_number}"
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as error:
-            yield Problem(origin, f"malformed JSON: {error.msg} at column {error.colno}", fix="repair this line")
-            continue
-        yield _json_record(origin, item)
+    with _text(stream, options) as text:
+        for line_number, line in enumerate(text, 1):
+            if not line.strip():
+                continue
+            origin = f"{name}, line {line_number}"
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as error:
+                yield Problem(origin, f"malformed JSON: {error.msg} at column {error.colno}", fix="repair this line")
+                continue
+            yield _json_record(origin, item)
 
 
 # --- CSV -------------------------------------------------------------------------------------------------------------
@@ -273,30 +283,31 @@ def _undecodable(row: dict[str, Any]) -> str | None:
 def _read_csv(stream: IO[bytes], name: str, options: ReaderOptions) -> Iterator[Raw | Problem]:
     """Rows as dicts keyed by the header; a bad row is reported and the next one read."""
     delimiter = options.delimiter or ("\t" if name.lower().removesuffix(".gz").endswith(".tsv") else ",")
-    rows = csv.DictReader(_text(stream, options, errors="surrogateescape", newline=""), delimiter=delimiter)
-    header = set(rows.fieldnames or ())
-    absent = [" or ".join(sorted(group)) for group in options.columns if not group & header]
-    if absent:
-        yield Problem(name, f"the header has no column {', '.join(absent)}",
-                      fix="pass a mapping for this CSV layout (mapping=...) or rename the columns")
-        return
-    while True:
-        try:
-            row = next(rows)
-        except StopIteration:
+    with _text(stream, options, errors="surrogateescape", newline="") as text:
+        rows = csv.DictReader(text, delimiter=delimiter)
+        header = set(rows.fieldnames or ())
+        absent = [" or ".join(sorted(group)) for group in options.columns if not group & header]
+        if absent:
+            yield Problem(name, f"the header has no column {', '.join(absent)}",
+                          fix="pass a mapping for this CSV layout (mapping=...) or rename the columns")
             return
-        except csv.Error as error:
-            yield Problem(f"{name}, line {rows.line_num}", f"malformed CSV: {error}", fix="repair this row")
-            continue
-        origin = f"{name}, line {rows.line_num}"
-        if None in row:
-            yield Problem(origin, f"{len(header) + len(row[None])} values for {len(header)} columns",
-                          fix="quote values that contain the delimiter")
-        elif column := _undecodable(row):
-            yield Problem(origin, f"not valid {options.encoding} text", field=column,
-                          fix="re-export the file as UTF-8, or set reader.encoding in the mapping file")
-        else:
-            yield origin, row
+        while True:
+            try:
+                row = next(rows)
+            except StopIteration:
+                return
+            except csv.Error as error:
+                yield Problem(f"{name}, line {rows.line_num}", f"malformed CSV: {error}", fix="repair this row")
+                continue
+            origin = f"{name}, line {rows.line_num}"
+            if None in row:
+                yield Problem(origin, f"{len(header) + len(row[None])} values for {len(header)} columns",
+                              fix="quote values that contain the delimiter")
+            elif column := _undecodable(row):
+                yield Problem(origin, f"not valid {options.encoding} text", field=column,
+                              fix="re-export the file as UTF-8, or set reader.encoding in the mapping file")
+            else:
+                yield origin, row
 
 
 # --- PubTator --------------------------------------------------------------------------------------------------------
@@ -343,21 +354,23 @@ def _pubtator_line(record: dict[str, Any], line: str) -> str | None:
 
 
 def _read_pubtator(stream: IO[bytes], name: str, options: ReaderOptions) -> Iterator[Raw | Problem]:
-    for count, block in enumerate(_pubtator_blocks(_text(stream, options)), 1):
-        first_number, first_line = block[0]
-        if count == 1 and not _TEXT_LINE.match(first_line):
-            yield Problem(f"{name}, line {first_number}", "not a PubTator file: it does not start with PMID|t|title",
-                          fix="check the file; PubTator records start with a PMID|t|title line")
-            return
-        origin = f"{name}, record {count}"
-        record: dict[str, Any] = {"annotations": [], "relations": []}
-        record["pmid"] = first_line.partition("|")[0].partition("\t")[0]
-        errors = [(number, error) for number, line in block if (error := _pubtator_line(record, line))]
-        if errors:
-            number, error = errors[0]
-            yield Problem(f"{origin} (line {number})", error, fix="repair the record; it was not read")
-        else:
-            yield origin, record
+    with _text(stream, options) as text:
+        for count, block in enumerate(_pubtator_blocks(text), 1):
+            first_number, first_line = block[0]
+            if count == 1 and not _TEXT_LINE.match(first_line):
+                yield Problem(f"{name}, line {first_number}",
+                              "not a PubTator file: it does not start with PMID|t|title",
+                              fix="check the file; PubTator records start with a PMID|t|title line")
+                return
+            origin = f"{name}, record {count}"
+            record: dict[str, Any] = {"annotations": [], "relations": []}
+            record["pmid"] = first_line.partition("|")[0].partition("\t")[0]
+            errors = [(number, error) for number, line in block if (error := _pubtator_line(record, line))]
+            if errors:
+                number, error = errors[0]
+                yield Problem(f"{origin} (line {number})", error, fix="repair the record; it was not read")
+            else:
+                yield origin, record
 
 
 def looks_like_pubtator(path: Path) -> bool:

@@ -25,9 +25,13 @@ class Problem:
     skipped: bool = False
     """True when the record is not an error but out of scope (e.g. a CT slice, a DICOM SR)."""
 
+    def detail(self) -> str:
+        """What is wrong and the fix, without the origin."""
+        field = f"field {self.field!r}: " if self.field else ""
+        return f"{field}{self.reason}" + (f" (fix: {self.fix})" if self.fix else "")
+
     def __str__(self) -> str:
-        where = f"{self.origin}, field {self.field!r}" if self.field else self.origin
-        return f"{where}: {self.reason}" + (f" (fix: {self.fix})" if self.fix else "")
+        return f"{self.origin}: {self.detail()}"
 
 
 @dataclasses.dataclass(frozen=True)

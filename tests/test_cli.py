@@ -54,11 +54,18 @@ def test_server_reports_the_version_it_was_built_as(store, weaviate_binary):
 
 
 @pytest.mark.usefixtures("weaviate_binary")
-def test_demo_starts_weaviate_and_prints_a_hybrid_hit(tmp_path):
+def test_demo_ingests_the_demo_knowledge_base_and_searches_it(tmp_path):
     result = medrag("demo", env={"MEDRAG_HOME": str(tmp_path)})
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "Weaviate running at http://127.0.0.1:" in result.stdout
-    assert "upserted 3 abstracts" in result.stdout
-    first_hit = next(line for line in result.stdout.splitlines() if line.strip().startswith("1."))
+    out = result.stdout
+    assert "Weaviate running at http://127.0.0.1:" in out
+    assert "PubmedArticle: read 203, ingested 203 (203 new)" in out
+    assert "RadiologyReport: read 200, ingested 199 (199 new)" in out
+    assert "ImagingCase: read 3, ingested 3 (3 new)" in out
+    first_hit = next(line for line in out.splitlines() if line.strip().startswith("1."))
     assert "PMID 17323047" in first_hit
+    assert "similar imaging cases:" in out
     assert (tmp_path / "weaviate" / "weaviate.log").exists()
+
+    again = medrag("demo", env={"MEDRAG_HOME": str(tmp_path)})
+    assert "PubmedArticle: read 203, ingested 0 (0 new), unchanged 203" in again.stdout

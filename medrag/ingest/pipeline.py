@@ -141,16 +141,14 @@ class Ingestor:
     def _prepare(loaded: Loaded, prepare: Callable[[SourceRecord], Prepared],
                  summary: IngestSummary) -> Prepared | None:
         if isinstance(loaded, Problem):
-            (summary.skipped if loaded.skipped else summary.failed).append((loaded.origin, str(loaded)))
+            (summary.skipped if loaded.skipped else summary.failed).append((loaded.origin, loaded.detail()))
             return None
         try:
             return prepare(loaded)
         except NotARadiograph as reason:
             summary.skipped.append((loaded.origin, str(reason)))
         except Exception as error:  # one bad record must not stop the run; it is reported with its origin
-            message = str(error)
-            summary.failed.append((loaded.origin, message if loaded.origin in message else f"{loaded.origin}: "
-                                   f"{type(error).__name__}: {message}"))
+            summary.failed.append((loaded.origin, str(error).removeprefix(f"{loaded.origin}: ")))
         return None
 
     def _content_hash(self, item: Prepared) -> str:

@@ -97,5 +97,5 @@ def test_bad_records_are_reported_and_the_rest_goes_on(ingestor, tmp_path, store
     assert not summary.ok
     assert summary.written == 3
     assert [origin for origin, _ in summary.failed] == [str(folder / "truncated.dcm")]
-    assert "truncated.dcm" in summary.failed[0][1]
+    assert f"failed: {folder / 'truncated.dcm'}: the DICOM file is truncated" in summary.render()
     assert store.count(CASES, tenant=tenant) == 3
