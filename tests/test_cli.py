@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -22,11 +23,21 @@ def test_help_lists_the_commands():
 
 
 def test_doctor_reports_the_server_binary_and_its_version(weaviate_binary):
-    result = medrag("doctor", env={"MEDRAG_WEAVIATE_BIN": str(weaviate_binary.path)})
+    result = medrag("doctor", env={"MEDRAG_WEAVIATE_BIN": str(weaviate_binary.path), "MEDRAG_JOINT_MODEL": ""})
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{weaviate_binary.path} (version {weaviate_binary.version}, from MEDRAG_WEAVIATE_BIN)" in result.stdout
     assert "all-MiniLM-L6-v2" in result.stdout
     assert "torch                  2.14.1" in result.stdout
+    # Before `medrag train joint` has run the joint row says so, and that alone does not fail doctor.
+    assert re.search(r"^joint model +(not trained yet: run `medrag train joint`|medrag partial checkpoint .* "
+                     r"\(committed\)$)", result.stdout, re.MULTILINE), result.stdout
+
+
+def test_doctor_flags_a_joint_model_missing_from_the_hugging_face_cache():
+    result = medrag("doctor", env={"MEDRAG_JOINT_MODEL": "hf-hub:medrag-tests/no-such-model"})
+    assert result.returncode == 1
+    assert re.search(r"^joint model +MISSING: medrag-tests/no-such-model is not in the local Hugging Face cache",
+                     result.stdout, re.MULTILINE), result.stdout
 
 
 def test_doctor_flags_a_broken_binary_setting(tmp_path):

@@ -57,3 +57,13 @@ def test_toml_errors_use_toml_key_names(tmp_path):
     toml.write_text("[weaviate]\nport = 'high'\n")
     with pytest.raises(ConfigError, match=r"weaviate\.port"):
         load_config(toml, env={})
+
+
+def test_joint_model_defaults_to_the_committed_checkpoint_and_reads_the_environment(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert load_config(env={}).joint_model is None
+    name = "hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224"
+    assert load_config(env={"MEDRAG_JOINT_MODEL": name}).joint_model == name
+    assert load_config(env={"MEDRAG_JOINT_MODEL": ""}).joint_model is None
+    (tmp_path / "medrag.toml").write_text(f"joint_model = '{tmp_path / 'ckpt'}'\n")
+    assert load_config(env={}).joint_model == str(tmp_path / "ckpt")

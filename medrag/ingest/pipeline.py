@@ -2,7 +2,9 @@
 
 Streaming and bounded: records flow through in batches, so memory stays flat on large inputs.
 Idempotent and resumable: ids are deterministic and each object stores a hash of its content and
-encoder, so a re-run (also after kill -9) skips what is already stored and writes only the rest.
+encoders, so a re-run (also after kill -9) skips what is already stored and writes only the rest.
+Reports (their text) and imaging cases (their image) also get the ``joint`` vector of the image-text
+space when a joint model is available; articles stay text-only.
 One bad record is reported with its file, record and reason; the run goes on.
 """
 
@@ -11,11 +13,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
 from knowledge_sources.cases import load_cases
@@ -23,15 +27,20 @@ from knowledge_sources.pubmed import load_pubmed
 from knowledge_sources.records import Problem, SourceRecord
 from knowledge_sources.reports import load_reports
 from medrag.config import Config
+from medrag.encode.joint import JointEncoder
 from medrag.encode.text import TextEncoder
 from medrag.ingest.dicom_deid import DicomDeidentifier
 from medrag.ingest.image import NotARadiograph
 from medrag.ingest.prepare import CasePreparer, Prepared, prepare_article, prepare_report
 from medrag.ingest.secrets import deid_key
 from medrag.ingest.text_deid import TextScrubber
-from medrag.store import ARTICLES, CASES, REPORTS, TEXT_VECTOR, Record, Store
+from medrag.store import ARTICLES, CASES, JOINT_VECTOR, REPORTS, TEXT_VECTOR, Record, Store
 
 Loaded = SourceRecord | Problem
+JOINT_COLLECTIONS = (REPORTS, CASES)
+"""Collections that get a ``joint`` vector: reports from their text, cases from their image."""
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -81,11 +90,16 @@ class Ingestor:
         store: Store,
         *,
         text_encoder: TextEncoder | None = None,
+        joint_encoder: JointEncoder | None = None,
+        joint: bool = True,
         tenant: str | None = None,
         batch_size: int = 64,
         progress: bool = True,
         allow_burned_in: bool = False,
     ) -> None:
+        """``joint_encoder`` default: ``config.joint_model`` when ``joint`` (False: no joint vectors, no model load)."""
+        if joint_encoder is not None and not joint:
+            raise ValueError("Ingestor: a joint_encoder was given with joint=False; pass one or the other")
         self.config = config
         self.store = store
         self.text_encoder = text_encoder or TextEncoder(config.text_model)
@@ -98,6 +112,8 @@ class Ingestor:
                                   config.image_dir, self.tenant)
         # Stored with every object: a new encoder changes every hash, so re-ingest re-encodes.
         self.encoder_id = f"{Path(self.text_encoder.model_path).name}:{self.text_encoder.dim}"
+        self.joint_encoder = _configured_joint_encoder(config) if joint and joint_encoder is None else joint_encoder
+        self.joint_id = f"{self.joint_encoder.source}:{self.joint_encoder.dim}" if self.joint_encoder else None
         store.ensure_schema()
         store.create_tenant(self.tenant)
 
@@ -152,8 +168,24 @@ class Ingestor:
         return None
 
     def _content_hash(self, item: Prepared) -> str:
-        payload = json.dumps([self.encoder_id, item.properties], sort_keys=True, default=str)
+        # The joint model is part of the hash only where it encodes: a new one re-encodes reports and cases,
+        # never the (many) articles.
+        encoders = [self.encoder_id]
+        if self.joint_id and item.collection in JOINT_COLLECTIONS:
+            encoders.append(self.joint_id)
+        payload = json.dumps([*encoders, item.properties], sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()
+
+    def _joint_vectors(self, collection: str, items: list[Prepared]) -> np.ndarray | None:
+        """One batched joint encoding: report texts, case images; ``None`` where there is no joint vector."""
+        if self.joint_encoder is None or collection not in JOINT_COLLECTIONS:
+            return None
+        if collection == REPORTS:
+            return self.joint_encoder.encode_texts([item.text for item in items])
+        images = [item.image for item in items if item.image is not None]
+        if len(images) != len(items):
+            raise ValueError(f"{collection}: a prepared case has no image to encode")
+        return self.joint_encoder.encode_images(images)
 
     def _write(self, collection: str, prepared: list[Prepared], summary: IngestSummary) -> None:
         latest = {item.source_id: item for item in prepared}  # the same id twice in a batch: last one wins
@@ -163,11 +195,25 @@ class Ingestor:
         summary.unchanged += len(prepared) - len(changed)
         if not changed:
             return
-        vectors = self.text_encoder.encode([item.text for item in changed])
+        vectors = [{TEXT_VECTOR: vector} for vector in self.text_encoder.encode([item.text for item in changed])]
+        joint = self._joint_vectors(collection, changed)
+        if joint is not None:
+            vectors = [named | {JOINT_VECTOR: vector} for named, vector in zip(vectors, joint, strict=True)]
         records = [
-            Record(item.source_id, {**item.properties, "content_hash": hashes[item.source_id]}, {TEXT_VECTOR: vector})
-            for item, vector in zip(changed, vectors, strict=True)
+            Record(item.source_id, {**item.properties, "content_hash": hashes[item.source_id]}, named)
+            for item, named in zip(changed, vectors, strict=True)
         ]
         report = self.store.upsert(collection, records, tenant=self.tenant, raise_on_failure=False)
         summary.written += report.written
         summary.failed += [(source_id, f"rejected by Weaviate: {reason}") for source_id, reason in report.failures]
+
+
+def _configured_joint_encoder(config: Config) -> JointEncoder | None:
+    """``config.joint_model``; without one configured and no committed checkpoint yet, no joint vectors."""
+    try:
+        return JointEncoder.load(config.joint_model)
+    except FileNotFoundError as error:
+        if config.joint_model is not None:  # the user named a model: a missing one is their error to fix
+            raise
+        log.warning("ingesting without joint (image-text) vectors: %s", error)
+        return None

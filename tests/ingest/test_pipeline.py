@@ -15,7 +15,8 @@ from medrag.store import ARTICLES, CASES, REPORTS
 
 @pytest.fixture
 def ingestor(config, store, tenant, text_encoder) -> Ingestor:
-    return Ingestor(config, store, text_encoder=text_encoder, tenant=tenant, progress=False)
+    """Text vectors only: the joint vector has its own tests (tests/encode/test_joint_wiring.py)."""
+    return Ingestor(config, store, text_encoder=text_encoder, joint=False, tenant=tenant, progress=False)
 
 
 @pytest.fixture
