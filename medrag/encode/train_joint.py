@@ -162,29 +162,23 @@ class FeatureCache:
             np.save(path, compute())
         return torch.from_numpy(np.load(path))
 
-    @torch.inference_mode()
+    def _tower_features(self, items: list[Any], batch_size: int, desc: str, encode) -> np.ndarray:
+        with torch.inference_mode(), _without_projections(self.encoder.model):
+            return np.concatenate([encode(items[start:start + batch_size]).numpy() for start in
+                                   tqdm(range(0, len(items), batch_size), desc=desc, unit="batch")])
+
     def images(self, paths: list[Path], batch_size: int = 32) -> torch.Tensor:
-        def compute() -> np.ndarray:
-            chunks = []
-            with _without_projections(self.encoder.model):
-                for start in tqdm(range(0, len(paths), batch_size), desc="image features", unit="batch"):
-                    pixels = self.encoder.pixels([load_image_file(p) for p in paths[start:start + batch_size]])
-                    chunks.append(self.encoder.model.encode_image(pixels).numpy())
-            return np.concatenate(chunks)
+        def encode(batch: list[Path]) -> torch.Tensor:
+            return self.encoder.model.encode_image(self.encoder.pixels([load_image_file(p) for p in batch]))
 
-        return self._cached("images", [f"{p}:{p.stat().st_size}" for p in paths], compute)
+        return self._cached("images", [f"{p}:{p.stat().st_size}" for p in paths],
+                            lambda: self._tower_features(paths, batch_size, "image features", encode))
 
-    @torch.inference_mode()
     def texts(self, texts: list[str], batch_size: int = 64) -> torch.Tensor:
-        def compute() -> np.ndarray:
-            chunks = []
-            with _without_projections(self.encoder.model):
-                for start in tqdm(range(0, len(texts), batch_size), desc="text features", unit="batch"):
-                    tokens = self.encoder.tokenizer(texts[start:start + batch_size])
-                    chunks.append(self.encoder.model.encode_text(tokens).numpy())
-            return np.concatenate(chunks)
+        def encode(batch: list[str]) -> torch.Tensor:
+            return self.encoder.model.encode_text(self.encoder.tokenizer(batch))
 
-        return self._cached("texts", texts, compute)
+        return self._cached("texts", texts, lambda: self._tower_features(texts, batch_size, "text features", encode))
 
     def pairs(self, pairs: list[Pair]) -> Features:
         return Features(self.images([p.image_path for p in pairs]), self.texts([p.text for p in pairs]))
