@@ -96,6 +96,8 @@ class Store:
         self.client = client
         self.config = config
         self.server = server
+        self.write_listeners: list[Callable[[str, str], None]] = []
+        """Called with (collection, tenant) after each acknowledged write, e.g. to invalidate caches."""
 
     @classmethod
     def open(cls, config: Config, log: Callable[[str], None] = print) -> Store:
@@ -234,6 +236,8 @@ class Store:
             report.failures += [(chunk[index].source_id, message) for index, message in failed.items()]
             written = [record.source_id for index, record in enumerate(chunk) if index not in failed]
             report.written += len(written)
+            for listener in self.write_listeners:
+                listener(collection, tenant)
             if on_written is not None:
                 on_written(written)
         if report.failures and raise_on_failure:

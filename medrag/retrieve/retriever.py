@@ -1,0 +1,109 @@
+"""Hybrid retrieval per chosen source, merged across sources by weighted reciprocal-rank fusion.
+
+Each source is searched with Weaviate hybrid search (BM25 + the ``text`` vector, alpha per source);
+a query with an image also searches the ``joint`` vector of the sources that have one. Rankings are
+merged with RRF (Cormack et al., 2009), each weighted by the route's weight for its source, and
+de-duplicated by source id; the sentences that best match the query are kept as passages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from medrag.encode.joint import JointEncoder
+from medrag.encode.text import TextEncoder
+from medrag.ingest.image import Radiograph
+from medrag.retrieve.cache import QueryCache
+from medrag.store import CASES, JOINT_VECTOR, REPORTS, TEXT_VECTOR, Filters, Hit, Store
+
+RRF_K = 60
+"""The constant of reciprocal-rank fusion; 60 is the value of the original paper and of MedRAG."""
+JOINT_SOURCES = (REPORTS, CASES)
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceSearch:
+    """How to search one source: its collection, weight in the merge, hybrid alpha and depth."""
+
+    collection: str
+    weight: float = 1.0
+    alpha: float = 0.5
+    limit: int = 20
+
+
+@dataclasses.dataclass
+class Evidence:
+    collection: str
+    source_id: str
+    score: float
+    """Weighted RRF score: the sum over the rankings that found it."""
+    ranks: dict[str, int]
+    """Rank in each ranking that found it, e.g. ``{"RadiologyReport/hybrid": 1, "RadiologyReport/joint": 4}``."""
+    properties: dict[str, Any]
+    passages: list[str]
+
+
+def rrf_merge(rankings: dict[str, tuple[float, Sequence[Hit]]]) -> list[Evidence]:
+    """Merge named, weighted rankings; the same (collection, source id) found twice adds up."""
+    merged: dict[tuple[str, str], Evidence] = {}
+    for name, (weight, hits) in rankings.items():
+        for rank, hit in enumerate(hits, 1):
+            key = (hit.collection, hit.source_id)
+            evidence = merged.setdefault(key, Evidence(hit.collection, hit.source_id, 0.0, {}, hit.properties, []))
+            evidence.score += weight / (RRF_K + rank)
+            evidence.ranks[name] = rank
+    return sorted(merged.values(), key=lambda evidence: evidence.score, reverse=True)
+
+
+def best_passages(query: str, sentences: Sequence[str], most: int = 3) -> list[str]:
+    """The sentences sharing the most words with the query, in text order (cheap, no model call)."""
+    terms = set(_WORD.findall(query.lower()))
+    overlaps = [(len(terms & set(_WORD.findall(sentence.lower()))), index) for index, sentence in enumerate(sentences)]
+    chosen = sorted(index for overlap, index in sorted(overlaps, reverse=True)[:most] if overlap)
+    return [sentences[index] for index in chosen]
+
+
+class Retriever:
+    """Searches the chosen sources for a query; models load once, repeated queries come from the cache."""
+
+    def __init__(self, store: Store, text_encoder: TextEncoder, joint_encoder: JointEncoder | None = None,
+                 cache: QueryCache | None = None) -> None:
+        self.store = store
+        self.text_encoder = text_encoder
+        self.joint_encoder = joint_encoder
+        self.cache = cache or QueryCache()
+        store.write_listeners.append(self.cache.invalidate)
+
+    def _text_vector(self, text: str) -> np.ndarray:
+        return self.cache.embedding(("text", text), lambda: self.text_encoder.encode([text])[0])
+
+    def search(self, query: str, sources: Sequence[SourceSearch], *, image: Radiograph | None = None,
+               filters: Filters | None = None, tenant: str | None = None, k: int = 10) -> list[Evidence]:
+        """Top ``k`` evidence across ``sources``; an image adds a joint-vector ranking where sources have one."""
+        tenant = tenant or self.store.config.weaviate.tenant
+        rankings: dict[str, tuple[float, Sequence[Hit]]] = {}
+        if query.strip():
+            vector = self._text_vector(query)
+            for source in sources:
+                key = ("hybrid", query, source.alpha, source.limit, repr(filters), tenant)
+                rankings[f"{source.collection}/hybrid"] = (source.weight, self.cache.results(
+                    source.collection, key, lambda s=source: self.store.hybrid(
+                        s.collection, query, vector, alpha=s.alpha, target_vector=TEXT_VECTOR, filters=filters,
+                        limit=s.limit, tenant=tenant)))
+        if image is not None and self.joint_encoder is not None:
+            image_vector = self.joint_encoder.encode_images([image])[0]
+            for source in sources:
+                if source.collection in JOINT_SOURCES:
+                    rankings[f"{source.collection}/joint"] = (source.weight, self.store.near_vector(
+                        source.collection, image_vector, target_vector=JOINT_VECTOR, filters=filters,
+                        limit=source.limit, tenant=tenant))
+        evidence = rrf_merge(rankings)[:k]
+        for item in evidence:
+            item.passages = best_passages(query, item.properties.get("sentences") or [])
+        return evidence
