@@ -21,11 +21,14 @@ CASES_TO_PLANT = 6
 
 
 def _needles(values: list[str]) -> set[str]:
-    """Each planted value, and each part of a DICOM person name (``Family^Given``), lowercased."""
+    """Each planted value, and each part of a DICOM person name (``Family^Given``), lowercased.
+
+    Other values are searched whole: their words alone ("Road") are common in real abstracts."""
     needles = set()
     for value in values:
         needles.add(value.lower())
-        needles.update(part.lower() for part in value.replace("^", " ").split() if len(part) > 3)
+        if "^" in value:
+            needles.update(part.lower() for part in value.split("^"))
     return {needle for needle in needles if len(needle) > 3}
 
 
