@@ -11,6 +11,7 @@ One bad record is reported with its file, record and reason; the run goes on.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -112,10 +113,19 @@ class Ingestor:
                                   config.image_dir, self.tenant)
         # Stored with every object: a new encoder changes every hash, so re-ingest re-encodes.
         self.encoder_id = f"{Path(self.text_encoder.model_path).name}:{self.text_encoder.dim}"
-        self.joint_encoder = _configured_joint_encoder(config) if joint and joint_encoder is None else joint_encoder
-        self.joint_id = f"{self.joint_encoder.source}:{self.joint_encoder.dim}" if self.joint_encoder else None
+        self._load_joint = joint and joint_encoder is None
+        self._given_joint = joint_encoder
         store.ensure_schema()
         store.create_tenant(self.tenant)
+
+    @functools.cached_property
+    def joint_encoder(self) -> JointEncoder | None:
+        """Loaded on first use: ingesting articles alone never pays for the image tower."""
+        return _configured_joint_encoder(self.config) if self._load_joint else self._given_joint
+
+    @functools.cached_property
+    def joint_id(self) -> str | None:
+        return f"{self.joint_encoder.source}:{self.joint_encoder.dim}" if self.joint_encoder else None
 
     def pubmed(self, paths: Iterable[Path], mapping: str | Path | None = None) -> IngestSummary:
         """MEDLINE/PubMed XML, PubTator and PubMedQA JSON files or folders."""
@@ -171,14 +181,14 @@ class Ingestor:
         # The joint model is part of the hash only where it encodes: a new one re-encodes reports and cases,
         # never the (many) articles.
         encoders = [self.encoder_id]
-        if self.joint_id and item.collection in JOINT_COLLECTIONS:
+        if item.collection in JOINT_COLLECTIONS and self.joint_id:
             encoders.append(self.joint_id)
         payload = json.dumps([*encoders, item.properties], sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()
 
     def _joint_vectors(self, collection: str, items: list[Prepared]) -> np.ndarray | None:
         """One batched joint encoding: report texts, case images; ``None`` where there is no joint vector."""
-        if self.joint_encoder is None or collection not in JOINT_COLLECTIONS:
+        if collection not in JOINT_COLLECTIONS or self.joint_encoder is None:
             return None
         if collection == REPORTS:
             return self.joint_encoder.encode_texts([item.text for item in items])

@@ -177,9 +177,12 @@ def test_the_configured_joint_model_is_loaded_and_a_missing_one_is_an_error(conf
                         progress=False)
     assert ingestor.joint_encoder is not None
     assert ingestor.joint_encoder.source.startswith(f"{checkpoint} (test seed 0, ")
+    misconfigured = Ingestor(config.replace(joint_model=str(tmp_path / "nowhere")), store,
+                             text_encoder=text_encoder, tenant=tenant, progress=False)
+    misconfigured.pubmed([DEMO_DIR / "pubmedqa_demo.json"])
+    assert "joint_encoder" not in vars(misconfigured), "articles alone never load the joint model"
     with pytest.raises(FileNotFoundError, match=r"no open_clip_config\.json"):
-        Ingestor(config.replace(joint_model=str(tmp_path / "nowhere")), store, text_encoder=text_encoder,
-                 tenant=tenant)
+        misconfigured.reports([DEMO_DIR / "iu-reports"])
 
 
 def test_doctor_names_the_configured_joint_checkpoint_without_loading_it(checkpoint, tmp_path):
