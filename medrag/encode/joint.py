@@ -11,6 +11,7 @@ checkpoint folder. Nothing is ever downloaded.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -95,6 +96,14 @@ def build_base_model(embed_dim: int = 256, seed: int = 0) -> torch.nn.Module:
     return model.eval()
 
 
+def base_tokenizer(embed_dim: int = 256) -> Any:
+    """The packaged MiniLM tokenizer at the default model's context length."""
+    from open_clip.tokenizer import HFTokenizer
+
+    text_cfg = _resolve_text_tower(base_model_config(embed_dim))["text_cfg"]
+    return HFTokenizer(text_cfg["hf_tokenizer_name"], context_length=text_cfg["context_length"])
+
+
 def trained_parameter_names(model: torch.nn.Module) -> list[str]:
     """What LiT trains and a partial checkpoint holds: everything outside the two towers."""
     return [name for name, _ in model.named_parameters()
@@ -135,7 +144,6 @@ class JointEncoder:
 
     @classmethod
     def _from_partial(cls, folder: Path) -> JointEncoder:
-        from open_clip.tokenizer import HFTokenizer
         from safetensors.torch import load_file
 
         config_path = folder / PARTIAL_CONFIG
@@ -148,16 +156,21 @@ class JointEncoder:
         if missing:
             raise ValueError(f"joint checkpoint {folder} lacks {sorted(missing)}; retrain with `medrag train joint`")
         model.load_state_dict(weights, strict=False)
-        text_cfg = _resolve_text_tower(base_model_config(card["embed_dim"]))["text_cfg"]
-        tokenizer = HFTokenizer(text_cfg["hf_tokenizer_name"], context_length=text_cfg["context_length"])
+        tokenizer = base_tokenizer(card["embed_dim"])
         # The weights' digest is part of the identity: retrained heads in the same folder re-encode on ingest.
         digest = hashlib.sha256((folder / PARTIAL_WEIGHTS).read_bytes()).hexdigest()[:12]
         return cls(model.eval(), tokenizer, f"{folder} ({card.get('name', 'medrag joint')}, {digest})")
 
-    @property
+    @classmethod
+    def untrained(cls, embed_dim: int = 256, seed: int = 0) -> JointEncoder:
+        """The default towers with seeded random projections: the baseline, and where training starts."""
+        return cls(build_base_model(embed_dim, seed), base_tokenizer(embed_dim),
+                   "tf_efficientnet_lite0+all-MiniLM-L6-v2 (towers)")
+
+    @functools.cached_property
     def dim(self) -> int:
-        return int(self.model.text.proj.out_features) if hasattr(self.model.text, "proj") else int(
-            self.model.visual.output_dim)
+        """Measured, not read from attributes: open_clip models name their projections differently."""
+        return int(self.encode_texts(["dimension probe"]).shape[1])
 
     def pixels(self, images: Sequence[Radiograph]) -> torch.Tensor:
         """Images as the image tower expects them: (B, 3, S, S), grey in three channels, normalised."""

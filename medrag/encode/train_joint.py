@@ -28,9 +28,6 @@ from medrag.encode.joint import (
     PARTIAL_CONFIG,
     PARTIAL_WEIGHTS,
     JointEncoder,
-    _resolve_text_tower,
-    base_model_config,
-    build_base_model,
     trained_parameter_names,
 )
 from medrag.encode.pairs import Pair, covid_pairs, report_text_pairs, split, vqa_rad_pairs
@@ -234,16 +231,6 @@ def fit(data: TrainingData, options: TrainOptions, cache: FeatureCache) -> tuple
     return train_heads(cache.encoder.model, cache.pairs(data.train), options, report_features, progress=True)
 
 
-def base_encoder(embed_dim: int, seed: int) -> JointEncoder:
-    """The default towers with seeded random projections: the untrained baseline and the start of training."""
-    from open_clip.tokenizer import HFTokenizer
-
-    text_cfg = _resolve_text_tower(base_model_config(embed_dim))["text_cfg"]
-    return JointEncoder(build_base_model(embed_dim, seed),
-                        HFTokenizer(text_cfg["hf_tokenizer_name"], context_length=text_cfg["context_length"]),
-                        "tf_efficientnet_lite0+all-MiniLM-L6-v2 (towers)")
-
-
 def save_checkpoint(model: nn.Module, heads: Heads, folder: Path, card: dict[str, Any]) -> None:
     from safetensors.torch import save_file
 
@@ -273,7 +260,7 @@ def train_joint(config: Config, data_dir: Path, out: Path, options: TrainOptions
     """Train, evaluate against the baselines on held-out patients, save the checkpoint, card and curve."""
     started = time.perf_counter()
     data = load_training_data(data_dir, options)
-    cache = FeatureCache(base_encoder(options.embed_dim, options.seed), config.cache_dir / "joint-features")
+    cache = FeatureCache(JointEncoder.untrained(options.embed_dim, options.seed), config.cache_dir / "joint-features")
     model = cache.encoder.model
     heads, losses = fit(data, options, cache)
     test = cache.pairs(data.test)
@@ -310,7 +297,7 @@ def ablate(config: Config, data_dir: Path, variants: dict[str, dict[str, Any]], 
            base: TrainOptions = TrainOptions()) -> dict[str, dict[str, float]]:
     """Validation recall@5 (mean, std over seeds) of each option set: what earns a place in the defaults."""
     data = load_training_data(data_dir, base)
-    cache = FeatureCache(base_encoder(base.embed_dim, base.split_seed), config.cache_dir / "joint-features")
+    cache = FeatureCache(JointEncoder.untrained(base.embed_dim, base.split_seed), config.cache_dir / "joint-features")
     validation = cache.pairs(data.validation)
     table = {}
     for name, changes in variants.items():
