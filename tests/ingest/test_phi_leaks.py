@@ -10,14 +10,18 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import re
 from pathlib import Path
 
 from phi_dicom import load_templates, make_phi_dicom
 
+from medrag.ingest.dicom_deid import DicomDeidentifier
 from medrag.ingest.pipeline import Ingestor
+from medrag.ingest.secrets import deid_key
 from medrag.store import CASES
 
 CASES_TO_PLANT = 6
+DATE = re.compile(r"\d{8}")  # DICOM DA values, as planted
 
 
 def _needles(values: list[str]) -> set[str]:
@@ -68,6 +72,9 @@ def test_planted_phi_is_nowhere_after_ingest(config, store, tenant, text_encoder
 
     needles = _needles(values)
     raw_hits = _files_containing(inputs, needles)
+    # Shifted dates are checked per patient (below): a patient's shifted date may equal another
+    # patient's real date by chance, which reveals nothing; everything else is searched everywhere.
+    dates = {needle for needle in needles if DATE.fullmatch(needle)}
     assert len(raw_hits) == CASES_TO_PLANT and all(len(found) > 10 for found in raw_hits.values()), (
         "control: the search must find the planted values in the raw input"
     )
@@ -77,7 +84,14 @@ def test_planted_phi_is_nowhere_after_ingest(config, store, tenant, text_encoder
     assert [needle for needle in needles if needle in dumped] == []
     assert all("cough" in item.properties["note"] for item in stored.objects), "the clinical content stays"
 
-    assert _files_containing(config.image_dir, needles) == {}
-    assert _files_containing(store.server.data_dir, needles) == {}  # objects, indexes, WAL and weaviate.log
+    assert _files_containing(config.image_dir, needles - dates) == {}
+    assert _files_containing(store.server.data_dir, needles - dates) == {}  # objects, indexes, WAL, weaviate.log
+    deidentifier = DicomDeidentifier(deid_key(config))
+    by_patient = {item.properties["patient_key"]: item.properties for item in stored.objects}
+    for plant in planted:
+        properties = by_patient[deidentifier.pseudonym(plant.patient_id)]
+        own = json.dumps(properties, default=str).encode() + (config.image_dir / properties["image_ref"]).read_bytes()
+        own_dates = {value for value in plant.values if DATE.fullmatch(value)}
+        assert own_dates and [date for date in own_dates if date.encode() in own] == []
     output = (summary.render() + caplog.text + "".join(capsys.readouterr())).lower()
     assert [needle for needle in needles if needle in output] == []
