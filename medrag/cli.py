@@ -108,6 +108,51 @@ def _eval_joint(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ask(args: argparse.Namespace) -> int:
+    from medrag.assistant import Assistant
+    from medrag.route.router import Hints
+    from medrag.store import Filters
+
+    if not (args.question or args.note or args.image):
+        print("medrag: error: give --question, --note or --image", file=sys.stderr)
+        return 2
+    filters = Filters(year_from=args.year_from, year_to=args.year_to) if args.year_from or args.year_to else None
+    hints = Hints(sources=tuple(args.source or ()), intent=args.intent)
+    with Assistant.local(args.config) as assistant:
+        try:
+            result = assistant.search(args.question, args.note, args.image, filters=filters, tenant=args.tenant,
+                                      k=args.k, hints=hints)
+        except ValueError as error:  # unreadable image, not a radiograph, unknown tenant, empty query
+            print(f"medrag: error: {error}", file=sys.stderr)
+            return 2
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    print(result.render(explain=args.explain))
+    return 0
+
+
+def _train_router(args: argparse.Namespace) -> int:
+    from medrag.route.classifier import DEFAULT_CLASSIFIER
+    from medrag.route.train_router import train_router
+
+    out = args.out or DEFAULT_CLASSIFIER
+    card = train_router(args.config, args.data_dir or args.config.data_dir, out, seed=args.seed)
+    for name, row in card["ablation"].items():
+        print(f"{name:32s} held-out accuracy {row['accuracy']:.3f}  macro-F1 {row['macro_f1']:.3f}  "
+              f"log loss {row['log_loss']:.3f}")
+    print(f"model, card, held-out queries and confusion matrix in {out} ({card['seconds']} s)")
+    return 0
+
+
+def _eval_route(args: argparse.Namespace) -> int:
+    from evaluation.routing import evaluate_router
+
+    report = evaluate_router(args.config, args.queries, args.out)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medrag", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--config", dest="config_path",
@@ -139,6 +184,22 @@ def build_parser() -> argparse.ArgumentParser:
                                  help="accept images flagged BurnedInAnnotation=YES (check the pixels first)")
         command.set_defaults(run=_ingest)
 
+    ask = commands.add_parser("ask", help="route a question/note/image and show the ranked evidence")
+    ask.add_argument("--question", help="the question")
+    ask.add_argument("--note", help="clinical note (de-identified before use)")
+    ask.add_argument("--image", type=Path, help="chest radiograph: DICOM (de-identified before use), PNG or JPEG")
+    ask.add_argument("--explain", action="store_true", help="show the route, its reason, models and timings")
+    ask.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    ask.add_argument("-k", type=int, default=10, help="how many evidence items (default 10)")
+    ask.add_argument("--tenant", help="tenant (hospital) to search; default from the config")
+    ask.add_argument("--source", action="append", choices=("PubmedArticle", "RadiologyReport", "ImagingCase"),
+                     help="search only this source (repeatable); overrides the scheduler")
+    ask.add_argument("--intent", choices=("literature", "imaging", "clinical"),
+                     help="treat the query as this intent; overrides the scheduler's classifier")
+    ask.add_argument("--year-from", type=int, help="only evidence from this year on")
+    ask.add_argument("--year-to", type=int, help="only evidence up to this year")
+    ask.set_defaults(run=_ask)
+
     train = commands.add_parser("train", help="train medrag's own models").add_subparsers(
         dest="model", required=True, metavar="MODEL")
     joint = train.add_parser("joint", help="the joint image-text space (LiT heads; a minute or two on a CPU)")
@@ -153,12 +214,24 @@ def build_parser() -> argparse.ArgumentParser:
     joint.add_argument("--ablate", action="store_true", help="compare the options on validation over 3 seeds")
     joint.set_defaults(run=_train_joint)
 
+    router = train.add_parser("router", help="the scheduler's intent model (about a minute on a CPU)")
+    router.add_argument("--data-dir", type=Path, help="shared data folder (default: config data_dir)")
+    router.add_argument("--out", type=Path, help="model folder (default: the packaged model)")
+    router.add_argument("--seed", type=int, default=0)
+    router.set_defaults(run=_train_router)
+
     evaluate = commands.add_parser("eval", help="evaluation on a named dataset").add_subparsers(
         dest="task", required=True, metavar="TASK")
     eval_joint = evaluate.add_parser("joint", help="retrieval and zero-shot AUC of the joint model")
     eval_joint.add_argument("metadata", type=Path, help="a metadata.csv-format file with its images folder")
     eval_joint.add_argument("--out", type=Path, help="write the JSON report here")
     eval_joint.set_defaults(run=_eval_joint)
+
+    eval_route = evaluate.add_parser("route", help="routing accuracy and confusion matrix on labelled queries")
+    eval_route.add_argument("queries", type=Path, help="labelled queries, JSON Lines (e.g. the model's "
+                            "test_queries.jsonl)")
+    eval_route.add_argument("--out", type=Path, help="folder for routing.json and routing_confusion.png")
+    eval_route.set_defaults(run=_eval_route)
 
     server = commands.add_parser("server", help="the embedded Weaviate server").add_subparsers(
         dest="server_command", required=True, metavar="ACTION"

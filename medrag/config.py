@@ -72,6 +72,10 @@ class Config:
     """Joint image-text model; default: the committed checkpoint (``medrag train joint``). Or an open_clip
     checkpoint folder, a medrag partial checkpoint folder, or an ``hf-hub:org/name`` found in the local
     Hugging Face cache (never downloaded). Environment: ``MEDRAG_JOINT_MODEL``."""
+    router_model: Path | None = None
+    """Intent model folder of the scheduler (default: the committed one, ``medrag train router``)."""
+    routing_table: Path | None = None
+    """Routing table YAML: sources, weights, alphas and models per intent (default: the packaged table)."""
     deid_key_file: Path | None = None
     """Secret that keys pseudonyms, UID replacement and date shifts (default ``<home>/deid.key``).
     Keep it: a new key gives the same patient new pseudonyms, so re-ingested images no longer match."""

@@ -73,10 +73,26 @@ def test_demo_ingests_the_demo_knowledge_base_and_searches_it(tmp_path):
     assert "PubmedArticle: read 203, ingested 203 (203 new)" in out
     assert "RadiologyReport: read 200, ingested 199 (199 new)" in out
     assert "ImagingCase: read 3, ingested 3 (3 new)" in out
-    first_hit = next(line for line in out.splitlines() if line.strip().startswith("1."))
-    assert "PMID 17323047" in first_hit
-    assert "similar imaging cases:" in out
+    literature, image_and_note = out.split("Literature question:")[1].split("Chest radiograph")
+    assert "Route: literature" in literature
+    assert "[1] PubmedArticle 17323047" in literature, "the question's own abstract comes first"
+    assert "Route: clinical" in image_and_note
+    assert "the image by the joint vector" in image_and_note
+    assert re.search(r"\[\d\] ImagingCase .*COVID-19", image_and_note), "a covid case is among the evidence"
     assert (tmp_path / "weaviate" / "weaviate.log").exists()
 
     again = medrag("demo", env={"MEDRAG_HOME": str(tmp_path)})
     assert "PubmedArticle: read 203, ingested 0 (0 new), unchanged 203" in again.stdout
+
+    asked = medrag("ask", "--question", "Is treatment of ventilator-associated pneumonia delayed at night?",
+                   "--explain", "-k", "3", env={"MEDRAG_HOME": str(tmp_path)})
+    assert asked.returncode == 0, asked.stderr[-2000:]
+    assert "Route: literature" in asked.stdout and "Searching PubMed articles" in asked.stdout
+    assert re.search(r"^\[1\] PubmedArticle 17323047", asked.stdout, re.MULTILINE), asked.stdout
+    assert "timings: prepare" in asked.stdout
+
+    image = tmp_path / "not-an-image.dcm"
+    image.write_bytes(b"plain text")
+    refused = medrag("ask", "--note", "cough", "--image", str(image), env={"MEDRAG_HOME": str(tmp_path)})
+    assert refused.returncode == 2
+    assert "not-an-image.dcm: not a DICOM file" in refused.stderr

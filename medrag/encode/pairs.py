@@ -42,7 +42,7 @@ def finding_class(finding: str) -> str | None:
     return "COVID-19" if finding.startswith("COVID-19") else "other pneumonia"
 
 
-def _groups(rows: Sequence[dict[str, str]]) -> list[str]:
+def patient_groups(rows: Sequence[dict[str, str]]) -> list[str]:
     """Patient groups that also join rows sharing an image file (some images appear under two patient ids)."""
     parent = list(range(len(rows)))
 
@@ -66,7 +66,7 @@ def covid_pairs(metadata_csv: Path) -> list[Pair]:
     with metadata_csv.open(newline="") as handle:
         rows = [row for row in csv.DictReader(handle) if row.get("modality", "X-ray") == "X-ray"]
     pairs = []
-    for row, group in zip(rows, _groups(rows), strict=True):
+    for row, group in zip(rows, patient_groups(rows), strict=True):
         image = metadata_csv.parent / (row.get("folder") or "images") / row["filename"]
         label = finding_class(row.get("finding", ""))
         note = " ".join(row.get("clinical_notes", "").split())

@@ -13,7 +13,7 @@ import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 import pydicom
@@ -95,29 +95,37 @@ class ModalityImage:
         return 1.0 - pixels if self.inverted else pixels
 
 
-def read_dicom(path: str | Path) -> Dataset:
-    """Read a DICOM Part 10 file whole; a missing, non-DICOM, corrupt or truncated file is a DicomReadError."""
-    path = Path(path)
+def read_dicom(path: str | Path | BinaryIO) -> Dataset:
+    """Read a DICOM Part 10 file (or open binary stream) whole; a missing, non-DICOM, corrupt or truncated
+    file is a DicomReadError."""
+    path, origin = _opened(path)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             dataset = pydicom.dcmread(path)
     except OSError as error:
         raise DicomReadError(
-            f"{path}: cannot open the file ({error.strerror}); check the path and permissions"
+            f"{origin}: cannot open the file ({error.strerror}); check the path and permissions"
         ) from error
     except InvalidDicomError as error:
         raise DicomReadError(
-            f"{path}: not a DICOM file (no 'DICM' marker after the 128-byte preamble); give a DICOM Part 10 file, "
+            f"{origin}: not a DICOM file (no 'DICM' marker after the 128-byte preamble); give a DICOM Part 10 file, "
             "or read PNG/JPEG images with load_image_file"
         ) from error
     except Exception as error:  # pydicom raises assorted types on corrupt input; all mean the same here
         raise DicomReadError(
-            f"{path}: corrupt DICOM ({type(error).__name__} while parsing); export the file again from its source"
+            f"{origin}: corrupt DICOM ({type(error).__name__} while parsing); export the file again from its source"
         ) from error
     if any("End of file" in str(warning.message) for warning in caught) or _has_short_element(dataset):
-        raise DicomReadError(f"{path}: the DICOM file is truncated; copy or export it again from its source")
+        raise DicomReadError(f"{origin}: the DICOM file is truncated; copy or export it again from its source")
     return dataset
+
+
+def _opened(source: str | Path | BinaryIO) -> tuple[Path | BinaryIO, str]:
+    """A path or stream to read, and how to name it in an error message."""
+    if hasattr(source, "read"):
+        return source, str(getattr(source, "name", None) or "uploaded file")
+    return Path(source), str(source)
 
 
 def _has_short_element(dataset: Dataset) -> bool:
@@ -213,16 +221,17 @@ def radiograph_metadata(dataset: Dataset) -> dict[str, Any]:
     }
 
 
-def load_image_file(path: str | Path) -> Radiograph:
-    """A PNG/JPEG radiograph as grey [0, 1] (colour converted to luma; EXIF rotation applied)."""
-    path = Path(path)
+def load_image_file(path: str | Path | BinaryIO) -> Radiograph:
+    """A PNG/JPEG radiograph (a file, or an open binary stream such as an upload) as grey [0, 1]
+    (colour converted to luma; EXIF rotation applied)."""
+    path, origin = _opened(path)
     try:
         with Image.open(path) as opened:
             image = ImageOps.exif_transpose(opened)
             pixels = _grey(image)
     except (OSError, ValueError, Image.DecompressionBombError) as error:
         raise ImageReadError(
-            f"{path}: not a readable PNG/JPEG image ({type(error).__name__}); check the file, or read DICOM files "
+            f"{origin}: not a readable PNG/JPEG image ({type(error).__name__}); check the file, or read DICOM files "
             "with read_dicom"
         ) from error
     metadata = dict.fromkeys(("modality", "view_position", "body_part", "laterality", "pixel_spacing", "manufacturer"))

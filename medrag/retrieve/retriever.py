@@ -80,30 +80,47 @@ class Retriever:
         self.cache = cache or QueryCache()
         store.write_listeners.append(self.cache.invalidate)
 
-    def _text_vector(self, text: str) -> np.ndarray:
+    def text_vector(self, text: str) -> np.ndarray:
+        """The query's ``text`` vector, from the cache when the same text was embedded before."""
         return self.cache.embedding(("text", text), lambda: self.text_encoder.encode([text])[0])
 
-    def search(self, query: str, sources: Sequence[SourceSearch], *, image: Radiograph | None = None,
-               filters: Filters | None = None, tenant: str | None = None, k: int = 10) -> list[Evidence]:
-        """Top ``k`` evidence across ``sources``; an image adds a joint-vector ranking where sources have one."""
+    def image_vector(self, image: Radiograph) -> np.ndarray | None:
+        """The query image in the joint space; None without a joint model."""
+        return None if self.joint_encoder is None else self.joint_encoder.encode_images([image])[0]
+
+    def rankings(self, query: str, sources: Sequence[SourceSearch], *, text_vector: np.ndarray | None = None,
+                 image_vector: np.ndarray | None = None, filters: Filters | None = None,
+                 tenant: str | None = None) -> dict[str, tuple[float, Sequence[Hit]]]:
+        """One weighted ranking per source (hybrid on the text), plus one per joint source for an image."""
         tenant = tenant or self.store.config.weaviate.tenant
         rankings: dict[str, tuple[float, Sequence[Hit]]] = {}
         if query.strip():
-            vector = self._text_vector(query)
+            vector = self.text_vector(query) if text_vector is None else text_vector
             for source in sources:
                 key = ("hybrid", query, source.alpha, source.limit, repr(filters), tenant)
                 rankings[f"{source.collection}/hybrid"] = (source.weight, self.cache.results(
                     source.collection, key, lambda s=source: self.store.hybrid(
                         s.collection, query, vector, alpha=s.alpha, target_vector=TEXT_VECTOR, filters=filters,
                         limit=s.limit, tenant=tenant)))
-        if image is not None and self.joint_encoder is not None:
-            image_vector = self.joint_encoder.encode_images([image])[0]
+        if image_vector is not None:
             for source in sources:
                 if source.collection in JOINT_SOURCES:
                     rankings[f"{source.collection}/joint"] = (source.weight, self.store.near_vector(
                         source.collection, image_vector, target_vector=JOINT_VECTOR, filters=filters,
                         limit=source.limit, tenant=tenant))
+        return rankings
+
+    @staticmethod
+    def merge(query: str, rankings: dict[str, tuple[float, Sequence[Hit]]], k: int = 10) -> list[Evidence]:
+        """Top ``k`` of the fused rankings, each with the sentences that best match the query."""
         evidence = rrf_merge(rankings)[:k]
         for item in evidence:
             item.passages = best_passages(query, item.properties.get("sentences") or [])
         return evidence
+
+    def search(self, query: str, sources: Sequence[SourceSearch], *, image: Radiograph | None = None,
+               filters: Filters | None = None, tenant: str | None = None, k: int = 10) -> list[Evidence]:
+        """Top ``k`` evidence across ``sources``; an image adds a joint-vector ranking where sources have one."""
+        image_vector = None if image is None else self.image_vector(image)
+        return self.merge(query, self.rankings(query, sources, image_vector=image_vector, filters=filters,
+                                               tenant=tenant), k)

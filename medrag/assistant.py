@@ -1,0 +1,151 @@
+"""The Python API: one object that holds the models and the store and answers requests.
+
+    from medrag import Assistant
+    with Assistant.local() as assistant:
+        result = assistant.search(question="Is there a pleural effusion?", image="study.dcm")
+        print(result.route.reason)
+        for item in result.evidence:
+            print(item.collection, item.source_id, item.passages)
+
+Every request is de-identified first (``QueryPreparer``); then routed (``Router``), embedded once
+(the same text vector serves routing and retrieval), searched and merged (``Retriever``).
+Models load once per Assistant; the joint image model only when the first image arrives.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from medrag.config import Config, load_config
+from medrag.encode.joint import JointEncoder
+from medrag.encode.text import TextEncoder
+from medrag.ingest.dicom_deid import DicomDeidentifier
+from medrag.ingest.query_input import ImageInput, QueryInput, QueryPreparer
+from medrag.ingest.secrets import deid_key
+from medrag.retrieve.cache import QueryCache
+from medrag.retrieve.retriever import Evidence, Retriever
+from medrag.route.features import Query
+from medrag.route.router import Hints, Route, Router
+from medrag.store import Filters, Store
+
+STAGES = ("prepare", "embed", "route", "search", "merge")
+
+
+@dataclasses.dataclass
+class SearchResult:
+    query: QueryInput
+    route: Route
+    evidence: list[Evidence]
+    timings_ms: dict[str, float]
+    """Milliseconds per stage, in ``STAGES`` order."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"question": self.query.question, "note": self.query.note, "has_image": self.query.image is not None,
+                "route": self.route.to_dict(),
+                "evidence": [{"collection": item.collection, "source_id": item.source_id,
+                              "score": round(item.score, 6), "ranks": item.ranks, "passages": item.passages,
+                              "title": item.properties.get("title")} for item in self.evidence],
+                "timings_ms": {stage: round(ms, 2) for stage, ms in self.timings_ms.items()}}
+
+    def render(self, explain: bool = False) -> str:
+        """Readable text for a terminal: the route (with ``explain``) and the ranked evidence with passages."""
+        lines = []
+        if explain:
+            route = self.route
+            lines += [f"Route: {route.intent} (confidence {route.confidence:.2f})", f"  {route.reason}",
+                      "  sources: " + ", ".join(f"{s.collection} weight {s.weight:.2f} alpha {s.alpha} top {s.limit}"
+                                                for s in route.searches)
+                      + ("; the image by the joint vector" if route.image_search else ""),
+                      "  models: " + ", ".join(f"{role}={name}" for role, name in route.models.items()),
+                      "  timings: " + ", ".join(f"{stage} {ms:.0f} ms" for stage, ms in self.timings_ms.items())]
+        lines.append(f"Evidence ({len(self.evidence)}):")
+        for rank, item in enumerate(self.evidence, 1):
+            title = item.properties.get("title") or item.properties.get("finding") or ""
+            lines.append(f"[{rank}] {item.collection} {item.source_id}  score {item.score:.4f}  {title}".rstrip())
+            if explain:
+                lines.append("     found by " + ", ".join(f"{name} #{place}" for name, place in item.ranks.items()))
+            lines += [f"     - {passage}" for passage in item.passages]
+        return "\n".join(lines)
+
+
+class _Stopwatch:
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + (time.perf_counter() - started) * 1000
+
+
+class Assistant:
+    def __init__(self, config: Config, store: Store, *, text_encoder: TextEncoder | None = None,
+                 joint_encoder: JointEncoder | None = None, cache: QueryCache | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.text_encoder = text_encoder or TextEncoder(config.text_model)
+        self._given_joint = joint_encoder
+        self.retriever = Retriever(store, self.text_encoder, joint_encoder, cache)
+        self.router = Router.load(config, self.text_encoder.encode)
+        self.prepare = QueryPreparer(DicomDeidentifier(deid_key(config)))
+
+    @classmethod
+    def local(cls, config: Config | None = None, **models: Any) -> Assistant:
+        """The embedded Weaviate server and the default models (``config`` from medrag.toml / env if None)."""
+        config = config or load_config()
+        return cls(config, Store.open(config), **models)
+
+    @classmethod
+    def connect(cls, url: str, api_key: str | None = None, *, tenant: str = "default",
+                config: Config | None = None, **models: Any) -> Assistant:
+        """A running Weaviate cluster (one tenant per hospital)."""
+        config = (config or load_config()).replace(weaviate={"url": url, "api_key": api_key, "tenant": tenant})
+        return cls(config, Store.open(config), **models)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Assistant:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @functools.cached_property
+    def joint_encoder(self) -> JointEncoder:
+        """Loaded when the first image arrives: text-only use never pays for the image tower."""
+        return self._given_joint or JointEncoder.load(self.config.joint_model)
+
+    def search(self, question: str | None = None, note: str | None = None, image: ImageInput | None = None, *,
+               filters: Filters | None = None, tenant: str | None = None, k: int = 10,
+               hints: Hints | None = None) -> SearchResult:
+        """Route the de-identified request, search the chosen sources, return the ranked evidence."""
+        watch = _Stopwatch()
+        with watch.stage("prepare"):
+            request = self.prepare(question, note, image)
+            query = Query(request.question, request.note, request.image is not None)
+        with watch.stage("embed"):
+            text_vector = self.retriever.text_vector(query.text) if query.text else None
+            image_vector = self._image_vector(request)
+        with watch.stage("route"):
+            route = self.router.route(query, hints, embedding=text_vector)
+        with watch.stage("search"):
+            rankings = self.retriever.rankings(
+                query.text, route.searches, text_vector=text_vector,
+                image_vector=image_vector if route.image_search else None, filters=filters, tenant=tenant)
+        with watch.stage("merge"):
+            evidence = self.retriever.merge(query.text, rankings, k)
+        return SearchResult(request, route, evidence, watch.timings)
+
+    def _image_vector(self, request: QueryInput) -> np.ndarray | None:
+        return None if request.image is None else self.joint_encoder.encode_images([request.image])[0]

@@ -1,0 +1,81 @@
+"""The Python API end to end on real data in real Weaviate: de-identify, route, embed once, search, merge."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from knowledge_sources import DEMO_DIR
+from medrag.assistant import STAGES, Assistant
+from medrag.encode.joint import JointEncoder
+from medrag.ingest.pipeline import Ingestor
+from medrag.route.router import Hints
+from medrag.store import ARTICLES, CASES, REPORTS, Filters
+from medrag.store.errors import UnknownTenant
+
+
+@pytest.fixture(scope="module")
+def joint_encoder() -> JointEncoder:
+    return JointEncoder.load()
+
+
+@pytest.fixture(scope="module")
+def assistant(config, store, text_encoder, joint_encoder) -> Assistant:
+    return Assistant(config, store, text_encoder=text_encoder, joint_encoder=joint_encoder)
+
+
+@pytest.fixture(scope="module")
+def knowledge(config, store, text_encoder, joint_encoder, tmp_path_factory, pubmedqa) -> str:
+    """One tenant for the module, filled once: the tests only read it."""
+    tenant = store.create_tenant(f"assistant-{uuid.uuid4().hex[:8]}")
+    subset = tmp_path_factory.mktemp("assistant") / "qa.json"
+    subset.write_text(json.dumps(dict(list(pubmedqa.items())[:40])))
+    ingestor = Ingestor(config, store, text_encoder=text_encoder, joint_encoder=joint_encoder, tenant=tenant,
+                        progress=False)
+    ingestor.pubmed([subset])
+    ingestor.reports([DEMO_DIR / "iu-reports"])
+    ingestor.images([DEMO_DIR / "covid" / "metadata.csv"])
+    ingestor.images([DEMO_DIR / "dicom"])
+    return tenant
+
+
+def test_a_literature_question_is_routed_to_pubmed_and_finds_its_abstract(assistant, knowledge, pubmedqa):
+    pmid, entry = list(pubmedqa.items())[5]
+    result = assistant.search(question=entry["QUESTION"], tenant=knowledge, k=5)
+    assert result.route.intent == "literature"
+    assert result.evidence[0].collection == ARTICLES and result.evidence[0].source_id == pmid
+    assert list(result.timings_ms) == list(STAGES)
+    assert json.loads(json.dumps(result.to_dict()))["route"]["intent"] == "literature"
+
+
+def test_a_dicom_with_a_note_searches_reports_and_cases_by_text_and_image(assistant, knowledge):
+    result = assistant.search(note="Fever and dry cough, bilateral ground-glass opacities.",
+                              image=DEMO_DIR / "dicom" / "siim-cr-jpeg-baseline.dcm", tenant=knowledge, k=10)
+    assert result.route.image_search and result.query.dicom is not None
+    found_by = {name for item in result.evidence for name in item.ranks}
+    assert {f"{REPORTS}/joint", f"{CASES}/joint", f"{REPORTS}/hybrid"} <= found_by
+    assert any(item.collection == CASES and item.properties.get("finding", "").startswith("COVID-19")
+               for item in result.evidence)
+
+
+def test_filters_hints_and_tenants_pass_through(assistant, knowledge, pubmedqa):
+    question = list(pubmedqa.values())[0]["QUESTION"]
+    only_reports = assistant.search(question=question, tenant=knowledge, hints=Hints(sources=(REPORTS,)))
+    assert {item.collection for item in only_reports.evidence} == {REPORTS}
+    future = assistant.search(question=question, tenant=knowledge, filters=Filters(year_from=2100))
+    assert future.evidence == []
+    with pytest.raises(UnknownTenant):
+        assistant.search(question=question, tenant="no-such-hospital")
+
+
+def test_the_same_question_twice_comes_from_the_cache(assistant, knowledge, pubmedqa):
+    question = list(pubmedqa.values())[1]["QUESTION"]
+    first = assistant.search(question=question, tenant=knowledge)
+    before = assistant.retriever.cache.stats()
+    second = assistant.search(question=question, tenant=knowledge)
+    after = assistant.retriever.cache.stats()
+    assert [item.source_id for item in first.evidence] == [item.source_id for item in second.evidence]
+    assert after["embedding_hits"] == before.get("embedding_hits", 0) + 1
+    assert after["results_hits"] > before.get("results_hits", 0)
