@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -146,6 +146,39 @@ class Assistant:
         with watch.stage("merge"):
             evidence = self.retriever.merge(query.text, rankings, k)
         return SearchResult(request, route, evidence, watch.timings)
+
+    def search_batch(self, requests: Sequence[Mapping[str, Any]], *, filters: Filters | None = None,
+                     tenant: str | None = None, k: int = 10) -> list[SearchResult]:
+        """Many requests (dicts of question/note/image/hints): one embedding call for all texts, one for all
+        images, one routing call; then a search per request. Shared stages are split evenly in the timings."""
+        watch = _Stopwatch()
+        with watch.stage("prepare"):
+            prepared = [self.prepare(r.get("question"), r.get("note"), r.get("image")) for r in requests]
+            queries = [Query(item.question, item.note, item.image is not None) for item in prepared]
+        with watch.stage("embed"):
+            texts = sorted({query.text for query in queries if query.text})
+            text_vectors = dict(zip(texts, self.text_encoder.encode(texts), strict=True)) if texts else {}
+            for text, vector in text_vectors.items():
+                self.retriever.cache.embedding(("text", text), lambda v=vector: v)
+            images = [item.image for item in prepared if item.image is not None]
+            image_vectors = iter(self.joint_encoder.encode_images(images)) if images else iter(())
+            image_vector = [next(image_vectors) if item.image is not None else None for item in prepared]
+        with watch.stage("route"):
+            blank = np.zeros(self.text_encoder.dim, dtype=np.float32)  # rows without text are routed by rule
+            embeddings = np.stack([text_vectors.get(query.text, blank) for query in queries])
+            routes = self.router.route_batch(queries, [r.get("hints") for r in requests], embeddings)
+        shared = {stage: ms / len(requests) for stage, ms in watch.timings.items()}
+        results = []
+        for request, query, route, vector in zip(prepared, queries, routes, image_vector, strict=True):
+            own = _Stopwatch()
+            with own.stage("search"):
+                rankings = self.retriever.rankings(
+                    query.text, route.searches, text_vector=text_vectors.get(query.text),
+                    image_vector=vector if route.image_search else None, filters=filters, tenant=tenant)
+            with own.stage("merge"):
+                evidence = self.retriever.merge(query.text, rankings, k)
+            results.append(SearchResult(request, route, evidence, {**shared, **own.timings}))
+        return results
 
     def _image_vector(self, request: QueryInput) -> np.ndarray | None:
         return None if request.image is None else self.joint_encoder.encode_images([request.image])[0]

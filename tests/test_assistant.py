@@ -79,3 +79,14 @@ def test_the_same_question_twice_comes_from_the_cache(assistant, knowledge, pubm
     assert [item.source_id for item in first.evidence] == [item.source_id for item in second.evidence]
     assert after["embedding_hits"] == before.get("embedding_hits", 0) + 1
     assert after["results_hits"] > before.get("results_hits", 0)
+
+
+def test_a_batch_gives_the_same_routes_and_evidence_as_one_by_one(assistant, knowledge, pubmedqa):
+    requests = [{"question": entry["QUESTION"]} for entry in list(pubmedqa.values())[10:14]]
+    requests.append({"note": "cough and fever", "image": DEMO_DIR / "dicom" / "siim-cr-jpeg-baseline.dcm"})
+    requests.append({"image": DEMO_DIR / "dicom" / "siim-cr-jpeg-baseline.dcm"})
+    batch = assistant.search_batch(requests, tenant=knowledge, k=5)
+    single = [assistant.search(**request, tenant=knowledge, k=5) for request in requests]
+    assert [r.route.intent for r in batch] == [r.route.intent for r in single]
+    assert [[e.source_id for e in r.evidence] for r in batch] == [[e.source_id for e in r.evidence] for r in single]
+    assert all(set(r.timings_ms) == set(STAGES) for r in batch)

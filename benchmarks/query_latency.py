@@ -1,0 +1,112 @@
+"""Query latency per stage (prepare, embed, route, search, merge): p50/p95 over real queries, warm.
+
+Queries: PubMedQA questions (text only) and covid cases (clinical note + radiograph), each asked
+once after a warm-up, so the R5 caches miss as they would for new questions; then the same
+queries again, to measure what the caches save. Baseline, in the same run: one bare Weaviate
+hybrid query on PubMed articles with a precomputed vector (the floor any search stage pays).
+
+    python benchmarks/query_latency.py --home /tmp/medrag-bench --out benchmarks/results/query_latency.json
+
+The knowledge base (all PubMed sources, IU reports, covid cases) is ingested into ``--home`` first
+(minutes the first time, seconds after).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from medrag.assistant import STAGES, Assistant
+from medrag.config import load_config
+from medrag.ingest.pipeline import Ingestor
+from medrag.store import ARTICLES, TEXT_VECTOR, Store
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    return {"p50_ms": round(float(np.percentile(values, 50)), 2), "p95_ms": round(float(np.percentile(values, 95)), 2),
+            "mean_ms": round(statistics.fmean(values), 2)}
+
+
+def _queries(data: Path) -> tuple[list[dict], list[dict]]:
+    """(text-only questions, note + image cases), in file order."""
+    qa = json.loads((data / "pubmed" / "pubmedqa_pqal_dev.json").read_text())
+    metadata = data / "cxr" / "covid" / "metadata.csv"
+    with metadata.open(newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row.get("clinical_notes", "").strip()]
+    return ([{"question": entry["QUESTION"]} for entry in qa.values()],
+            [{"note": row["clinical_notes"], "image": metadata.parent / (row.get("folder") or "images") /
+              row["filename"]} for row in rows])
+
+
+def _run(assistant: Assistant, queries: list[dict], label: str) -> dict[str, list[float]]:
+    timings: dict[str, list[float]] = {stage: [] for stage in (*STAGES, "total")}
+    for query in tqdm(queries, desc=label, unit="query"):
+        result = assistant.search(**query)
+        for stage, ms in result.timings_ms.items():
+            timings[stage].append(ms)
+        timings["total"].append(sum(result.timings_ms.values()))
+    return timings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--home", type=Path, required=True, help="medrag home holding the benchmark knowledge base")
+    parser.add_argument("--data-dir", type=Path, help="shared data folder (default: config data_dir)")
+    parser.add_argument("--questions", type=int, default=200)
+    parser.add_argument("--cases", type=int, default=100)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/query_latency.json"))
+    args = parser.parse_args()
+
+    config = load_config().replace(home=args.home, weaviate={"url": None, "data_dir": None})
+    data = args.data_dir or Path(config.data_dir)
+    questions, cases = _queries(data)
+    queries = questions[:args.questions] + cases[:args.cases]
+    warm_up = questions[args.questions:args.questions + 10] + cases[args.cases:args.cases + 10]
+    with Store.open(config) as store:
+        ingestor = Ingestor(config, store)
+        ingestor.pubmed([data / "pubmed"])
+        ingestor.reports([data / "reports" / "iu-openi" / "NLMCXR_reports.tgz"])
+        ingestor.images([data / "cxr" / "covid" / "metadata.csv"])
+        assistant = Assistant(config, store, text_encoder=ingestor.text_encoder,
+                              joint_encoder=ingestor.joint_encoder)
+        _run(assistant, warm_up, "warm-up")
+        first = _run(assistant, queries, "new queries")
+        stats_first = assistant.retriever.cache.stats()
+        repeated = _run(assistant, queries, "repeated queries")
+        texts = [q["question"] for q in queries if "question" in q]
+        baseline = []
+        for question, vector in zip(texts, ingestor.text_encoder.encode(texts), strict=True):
+            started = time.perf_counter()
+            store.hybrid(ARTICLES, question, vector, alpha=0.5, target_vector=TEXT_VECTOR, limit=20)
+            baseline.append((time.perf_counter() - started) * 1000)
+    base = _percentiles(baseline)
+    report = {
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "queries": {"text_only": sum("question" in q for q in queries), "note_and_image": sum("image" in q
+                                                                                           for q in queries)},
+        "new_queries": {stage: _percentiles(values) for stage, values in first.items()},
+        "repeated_queries": {stage: _percentiles(values) for stage, values in repeated.items()},
+        "baseline_bare_hybrid_query": base,
+        "ratios": {
+            "search_p50_over_bare_hybrid_p50": round(_percentiles(first["search"])["p50_ms"] / base["p50_ms"], 2),
+            "repeated_total_p50_over_new_total_p50": round(
+                _percentiles(repeated["total"])["p50_ms"] / _percentiles(first["total"])["p50_ms"], 3)},
+        "cache_after_new_queries": stats_first,
+        "cache_after_repeats": assistant.retriever.cache.stats(),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps({key: report[key] for key in ("new_queries", "ratios")}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
