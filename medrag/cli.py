@@ -153,6 +153,23 @@ def _eval_route(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_retrieval(args: argparse.Namespace) -> int:
+    from evaluation.retrieval import render_markdown, run_retrieval_eval
+    from medrag.encode.text import TextEncoder
+    from medrag.route.features import Query
+    from medrag.route.router import Router
+
+    encoder = TextEncoder(args.config.text_model)
+    router = Router.load(args.config, encoder.encode)
+    report = run_retrieval_eval(args.config, args.questions, args.metadata, tenant=args.tenant, out_dir=args.out,
+                                router=lambda question: router.route(Query(question=question)).searches,
+                                text_encoder=encoder, progress=not args.no_progress)
+    print(render_markdown(report))
+    if args.out:
+        print(f"retrieval.json, retrieval.md and the alpha plot in {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medrag", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--config", dest="config_path",
@@ -232,6 +249,16 @@ def build_parser() -> argparse.ArgumentParser:
                             "test_queries.jsonl)")
     eval_route.add_argument("--out", type=Path, help="folder for routing.json and routing_confusion.png")
     eval_route.set_defaults(run=_eval_route)
+
+    eval_retrieval = evaluate.add_parser(
+        "retrieval", help="PubMedQA own-abstract retrieval (BM25, dense, hybrid alpha sweep, routed) and covid "
+        "note->reports / image->cases; ingests what it needs into --tenant first")
+    eval_retrieval.add_argument("questions", type=Path, help="PubMedQA-format JSON (PMID -> QUESTION, CONTEXTS)")
+    eval_retrieval.add_argument("--metadata", type=Path, help="covid metadata.csv-format file (adds the case tasks)")
+    eval_retrieval.add_argument("--tenant", default="eval", help="tenant to ingest into and search (default eval)")
+    eval_retrieval.add_argument("--out", type=Path, help="folder for retrieval.json, retrieval.md and the plot")
+    eval_retrieval.add_argument("--no-progress", action="store_true", help="no progress bars")
+    eval_retrieval.set_defaults(run=_eval_retrieval)
 
     server = commands.add_parser("server", help="the embedded Weaviate server").add_subparsers(
         dest="server_command", required=True, metavar="ACTION"

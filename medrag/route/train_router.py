@@ -29,7 +29,8 @@ def train_router(config: Config, data_dir: Path, out: Path, *, seed: int = 0, te
     encoder = text_encoder or TextEncoder(config.text_model)
     train_embeddings = encoder.encode([item.query.text for item in train], progress=True)
     test_embeddings = encoder.encode([item.query.text for item in test], progress=True)
-    card = {"text_model": str(encoder.model_path.name), "seed": seed, "presentation_assumptions": PRESENTATION,
+    card = {"text_model": "/".join(encoder.model_path.parts[-2:]), "seed": seed,
+            "presentation_assumptions": PRESENTATION,
             "train_queries": dict(collections.Counter(f"{item.intent}/{item.origin}" for item in train)),
             "test_queries": dict(collections.Counter(f"{item.intent}/{item.origin}" for item in test))}
     ablation = {}

@@ -274,6 +274,14 @@ class Store:
         with self._guard(f"counting {collection}", collection, tenant):
             return self._collection(collection, tenant).aggregate.over_all(total_count=True).total_count or 0
 
+    def properties(self, collection: str, names: Sequence[str], *, tenant: str | None = None
+                   ) -> Iterator[dict[str, Any]]:
+        """The named properties of every object of the collection (the client's cursor, in pages)."""
+        tenant = tenant or self.config.weaviate.tenant
+        with self._guard(f"reading {collection}", collection, tenant):
+            for item in self._collection(collection, tenant).iterator(return_properties=list(names)):
+                yield dict(item.properties)
+
     def fetch(self, collection: str, source_id: str, *, tenant: str | None = None) -> Hit | None:
         tenant = tenant or self.config.weaviate.tenant
         with self._guard(f"reading {collection}", collection, tenant):

@@ -1,0 +1,499 @@
+"""Retrieval metrics on real data in a real Weaviate: PubMedQA questions and covid cases.
+
+- PubMedQA (any file in its JSON format, keyed by PMID): each question should find its own abstract.
+  BM25 only, dense only, hybrid over an alpha sweep (all on PubMed articles), then the retriever
+  over every source without routing (equal weights, best alpha) and with a router's searches.
+- covid cases (any ``metadata.csv``-format file): a case's de-identified clinical note searches the
+  radiology reports, and its image searches the other cases by the joint vector. The finding class
+  defines relevance (see :func:`report_is_relevant` and :func:`evaluate_covid`); base-rate baselines
+  are reported beside every precision, because a few classes dominate both collections.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from medrag.config import Config
+from medrag.encode.joint import JointEncoder
+from medrag.encode.pairs import covid_pairs, finding_class, patient_groups, split
+from medrag.encode.text import TextEncoder
+from medrag.ingest.image import load_image_file
+from medrag.ingest.pipeline import Ingestor, IngestSummary
+from medrag.ingest.text_deid import scrub_text
+from medrag.retrieve.retriever import Retriever, SourceSearch
+from medrag.store import ARTICLES, CASES, COLLECTIONS, JOINT_VECTOR, REPORTS, TEXT_VECTOR, Hit, Store
+
+KS = (1, 5, 10)
+ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
+NDCG_AT = 10
+INFECTION_MESH = frozenset({"pneumonia", "opacity", "consolidation", "infiltrate", "airspace disease"})
+"""Report MeSH heads (the part before the first ``/``) that show what a COVID-19 or other pneumonia looks like."""
+IMAGE_BATCH = 32
+
+RouteFn = Callable[[str], Sequence[SourceSearch]]
+"""A question -> the searches to run (e.g. ``lambda q: router.route(Query(question=q)).searches``)."""
+Ranked = list[tuple[str, str]]
+"""A ranking as (collection, source id), best first."""
+
+
+# --- metrics ---------------------------------------------------------------------------------------------------------
+
+def rank_metrics(relevance: Sequence[bool], total_relevant: int, ks: Sequence[int] = KS,
+                 ndcg_at: int = NDCG_AT) -> dict[str, float]:
+    """recall@k, hit@k, precision@k, reciprocal rank and binary nDCG of one ranking.
+
+    ``relevance[i]`` says whether the item at rank i+1 is relevant; ``total_relevant`` is how many
+    relevant items exist in the collection (recall's denominator and the ideal DCG). Written by hand:
+    it is a few lines, and relevance here is a set or a predicate rather than the graded score matrix
+    that scikit-learn's ``ndcg_score`` expects.
+    """
+    metrics: dict[str, float] = {}
+    for k in ks:
+        found = sum(relevance[:k])
+        metrics[f"recall@{k}"] = found / total_relevant if total_relevant else 0.0
+        metrics[f"hit@{k}"] = float(found > 0)
+        metrics[f"precision@{k}"] = found / k
+    first = next((rank for rank, relevant in enumerate(relevance, 1) if relevant), None)
+    metrics["mrr"] = 1.0 / first if first else 0.0
+    dcg = sum(1.0 / np.log2(rank + 1) for rank, relevant in enumerate(relevance[:ndcg_at], 1) if relevant)
+    ideal = sum(1.0 / np.log2(rank + 1) for rank in range(1, min(total_relevant, ndcg_at) + 1))
+    metrics[f"ndcg@{ndcg_at}"] = float(dcg / ideal) if ideal else 0.0
+    return metrics
+
+
+def id_metrics(ranked: Sequence[Hashable], relevant: Iterable[Hashable], ks: Sequence[int] = KS) -> dict[str, float]:
+    """:func:`rank_metrics` for a ranking of ids against a set of relevant ids (repeated ids count once)."""
+    relevant = set(relevant)
+    return rank_metrics([item in relevant for item in dict.fromkeys(ranked)], len(relevant), ks)
+
+
+def mean_metrics(per_query: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """Mean of each metric over queries, with the number of queries."""
+    names = per_query[0].keys() if per_query else ()
+    return {"queries": len(per_query), **{name: float(np.mean([item[name] for item in per_query])) for name in names}}
+
+
+# --- PubMedQA --------------------------------------------------------------------------------------------------------
+
+def load_questions(questions_json: Path) -> dict[str, str]:
+    """PMID -> question of a PubMedQA-format file; entries without a question are left out."""
+    entries = json.loads(Path(questions_json).read_text())
+    return {str(pmid): entry["QUESTION"].strip() for pmid, entry in entries.items()
+            if str(entry.get("QUESTION") or "").strip()}
+
+
+def _article_searches(store: Store, tenant: str, alphas: Sequence[float],
+                      k: int) -> dict[str, Callable[[str, np.ndarray], Ranked]]:
+    """The single-collection baselines on PubMed articles: BM25, dense, hybrid per alpha."""
+    def ranked(hits: Iterable[Hit]) -> Ranked:
+        return [(hit.collection, hit.source_id) for hit in hits]
+
+    searches = {
+        "bm25": lambda q, v: ranked(store.bm25(ARTICLES, q, limit=k, tenant=tenant)),
+        "dense": lambda q, v: ranked(store.near_vector(ARTICLES, v, target_vector=TEXT_VECTOR, limit=k, tenant=tenant)),
+    }
+    for alpha in alphas:
+        searches[hybrid_name(alpha)] = lambda q, v, a=alpha: ranked(
+            store.hybrid(ARTICLES, q, v, alpha=a, target_vector=TEXT_VECTOR, limit=k, tenant=tenant))
+    return searches
+
+
+def hybrid_name(alpha: float) -> str:
+    return f"hybrid alpha={alpha:.2f}"
+
+
+def _run_methods(questions: Mapping[str, str], vectors: np.ndarray,
+                 methods: Mapping[str, Callable[[str, np.ndarray], Ranked]], desc: str,
+                 progress: bool) -> dict[str, dict[str, float]]:
+    """Every method on every question; relevance is the question's own PMID among the articles."""
+    per_method: dict[str, list[dict[str, float]]] = {name: [] for name in methods}
+    seconds: Counter[str] = Counter()
+    items = list(zip(questions.items(), vectors, strict=True))
+    for (pmid, question), vector in tqdm(items, desc=desc, unit="q", disable=not progress):
+        for name, search in methods.items():
+            started = time.perf_counter()
+            ranked = search(question, vector)
+            seconds[name] += time.perf_counter() - started
+            per_method[name].append(id_metrics(ranked, {(ARTICLES, pmid)}))
+    return {name: {**mean_metrics(rows), "latency_ms": 1000 * seconds[name] / max(len(rows), 1)}
+            for name, rows in per_method.items()}
+
+
+def _retriever_search(retriever: Retriever, tenant: str, k: int,
+                      sources: RouteFn) -> Callable[[str, np.ndarray], Ranked]:
+    """A method that runs the full retriever (weighted RRF over sources) with the given searches."""
+    def search(question: str, vector: np.ndarray) -> Ranked:
+        rankings = retriever.rankings(question, sources(question), text_vector=vector, tenant=tenant)
+        return [(item.collection, item.source_id) for item in retriever.merge(question, rankings, k)]
+    return search
+
+
+def evaluate_pubmedqa(retriever: Retriever, questions_json: Path, *, tenant: str,
+                      alphas: Sequence[float] = ALPHAS, router: RouteFn | None = None, k: int = 10,
+                      progress: bool = True) -> dict[str, Any]:
+    """Whether each question finds its own abstract (PMID), per method; the articles must be ingested in ``tenant``."""
+    store = retriever.store
+    questions = load_questions(questions_json)
+    if not questions:
+        raise ValueError(f"{questions_json}: no PubMedQA questions (expected PMID -> {{'QUESTION': ...}})")
+    vectors = retriever.text_encoder.encode(list(questions.values()), progress=progress)
+    stored = store.stored_hashes(ARTICLES, list(questions), tenant=tenant)
+    methods = _run_methods(questions, vectors, _article_searches(store, tenant, alphas, k), "pubmedqa articles",
+                           progress)
+    sweep = [{"alpha": alpha, **methods[hybrid_name(alpha)]} for alpha in alphas]
+    best = max(sweep, key=lambda row: (row["recall@5"], row["mrr"]))["alpha"]
+    unrouted = [SourceSearch(collection, weight=1.0, alpha=best) for collection in COLLECTIONS]
+    fused = {"unrouted": _retriever_search(retriever, tenant, k, lambda _: unrouted)}
+    routes: Counter[str] = Counter()
+    if router is not None:
+        def routed(question: str) -> Sequence[SourceSearch]:
+            searches = router(question)
+            routes[" + ".join(search.collection for search in searches)] += 1
+            return searches
+        fused["routed"] = _retriever_search(retriever, tenant, k, routed)
+    for name, search in fused.items():
+        # One method at a time on an emptied result cache: the routed run must not reuse unrouted results
+        # (that would change its latency, never its ranking).
+        for collection in COLLECTIONS:
+            retriever.cache.invalidate(collection)
+        methods |= _run_methods(questions, vectors, {name: search}, f"pubmedqa {name}", progress)
+    return {
+        "file": str(questions_json), "questions": len(questions), "k": k,
+        "questions_without_stored_abstract": len(questions) - len(stored),
+        "collections": {name: store.count(name, tenant=tenant) for name in COLLECTIONS},
+        "methods": methods, "alpha_sweep": sweep, "best_alpha": best,
+        "unrouted_sources": [dataclasses.asdict(search) for search in unrouted],
+        "routes": dict(routes.most_common()),
+    }
+
+
+# --- covid cases -----------------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class CovidCase:
+    source_id: str
+    """The image file name: the case's id in the store (the ``covid_metadata`` mapping)."""
+    note: str
+    """The clinical note, de-identified."""
+    finding_class: str | None
+    group: str
+    """Patient group; rows sharing an image file join one group."""
+    image_path: Path
+
+
+def covid_cases(metadata_csv: Path) -> list[CovidCase]:
+    """The X-ray rows of a metadata.csv-format file, one per image file (the first row wins)."""
+    with Path(metadata_csv).open(newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row.get("modality", "X-ray").strip() == "X-ray"]
+    cases: dict[str, CovidCase] = {}
+    for row, group in zip(rows, patient_groups(rows), strict=True):
+        name = row["filename"].strip()
+        note = scrub_text(" ".join(row.get("clinical_notes", "").split()))
+        image = Path(metadata_csv).parent / (row.get("folder", "").strip() or "images") / name
+        cases.setdefault(name, CovidCase(name, note, finding_class(row.get("finding", "")), group, image))
+    return list(cases.values())
+
+
+def report_is_relevant(finding: str, mesh: Sequence[str]) -> bool:
+    """A report fits a case's finding class by its MeSH terms.
+
+    COVID-19 and other pneumonia: any MeSH head in :data:`INFECTION_MESH` (pneumonia, opacity,
+    consolidation, infiltrate, airspace disease). No finding: the report's only MeSH head is "normal".
+    """
+    heads = {term.split("/")[0].strip().lower() for term in mesh}
+    if finding == "no finding":
+        return heads == {"normal"}
+    return bool(heads & INFECTION_MESH)
+
+
+def _report_mesh(store: Store, tenant: str) -> list[list[str]]:
+    """The MeSH terms of every stored report (for base rates)."""
+    return [list(item.get("mesh") or []) for item in store.properties(REPORTS, ["mesh"], tenant=tenant)]
+
+
+def _with_baseline(per_query: list[dict[str, float]], baselines: list[float], classes: list[str]) -> dict[str, Any]:
+    """Mean metrics and the base-rate precision of a random ranking, overall and per finding class."""
+    by_class = {name: mean_metrics([m for m, c in zip(per_query, classes, strict=True) if c == name])
+                | {"random_precision": float(np.mean([b for b, c in zip(baselines, classes, strict=True)
+                                                      if c == name]))}
+                for name in sorted(set(classes))}
+    return {**mean_metrics(per_query), "random_precision": float(np.mean(baselines)) if baselines else 0.0,
+            "by_class": by_class}
+
+
+def note_to_reports(retriever: Retriever, cases: Sequence[CovidCase], *, tenant: str, alpha: float = 0.5,
+                    k: int = 10, progress: bool = True) -> dict[str, Any]:
+    """Hybrid search of the reports with each distinct (note, finding class); relevance by :func:`report_is_relevant`.
+
+    The note alone is the query: the case's "Finding: ..." summary never is, so the label cannot leak.
+    ``random_precision`` is the share of stored reports relevant to the query's class.
+    """
+    queries = list(dict.fromkeys((case.note, case.finding_class) for case in cases if case.note and case.finding_class))
+    meshes = _report_mesh(retriever.store, tenant)
+    totals = {name: sum(report_is_relevant(name, mesh) for mesh in meshes) for name in {c for _, c in queries}}
+    vectors = retriever.text_encoder.encode([note for note, _ in queries], progress=progress)
+    per_query, baselines = [], []
+    items = list(zip(queries, vectors, strict=True))
+    for (note, name), vector in tqdm(items, desc="covid note->reports", unit="q", disable=not progress):
+        hits = retriever.store.hybrid(REPORTS, note, vector, alpha=alpha, target_vector=TEXT_VECTOR, limit=k,
+                                      tenant=tenant)
+        per_query.append(rank_metrics([report_is_relevant(name, hit.properties.get("mesh") or []) for hit in hits],
+                                      totals[name]))
+        baselines.append(totals[name] / len(meshes) if meshes else 0.0)
+    return {"alpha": alpha, "reports": len(meshes), "relevant_reports": totals,
+            **_with_baseline(per_query, baselines, [name for _, name in queries])}
+
+
+def _image_vectors(encoder: JointEncoder, cases: Sequence[CovidCase], progress: bool) -> np.ndarray:
+    """Joint image vectors, read and encoded a batch at a time so memory stays flat."""
+    batches = [cases[i:i + IMAGE_BATCH] for i in range(0, len(cases), IMAGE_BATCH)]
+    chunks = [encoder.encode_images([load_image_file(case.image_path) for case in batch])
+              for batch in tqdm(batches, desc="covid images", unit="batch", disable=not progress)]
+    return np.concatenate(chunks) if chunks else np.zeros((0, encoder.dim), np.float32)
+
+
+def _held_out_groups(metadata_csv: Path) -> set[str]:
+    """Patient groups in the held-out test split of the committed joint model (``medrag train joint`` defaults)."""
+    from medrag.encode.train_joint import TrainOptions
+
+    options = TrainOptions()
+    return {pair.group for pair in split(covid_pairs(metadata_csv), options.fractions, options.split_seed)[2]}
+
+
+def image_to_cases(retriever: Retriever, cases: Sequence[CovidCase], *, tenant: str, k: int = 10,
+                   held_out_groups: Collection[str] = (), progress: bool = True) -> dict[str, Any]:
+    """Joint-vector search of the cases with each labelled case's image.
+
+    Candidates are the labelled cases of other patient groups (the query itself, its patient's other
+    images and unlabelled cases are removed from the ranking before cutting at k); a candidate is
+    relevant when its finding class equals the query's. ``random_precision`` is the share of relevant
+    candidates; ``majority_precision`` that of a ranking filled with the most common class.
+    ``held_out`` repeats the means over the queries from ``held_out_groups``.
+    """
+    if retriever.joint_encoder is None:
+        raise ValueError("image -> cases needs a joint encoder on the retriever")
+    labelled = [case for case in cases if case.finding_class and case.image_path.is_file()]
+    by_id = {case.source_id: case for case in labelled}
+    stored = retriever.store.count(CASES, tenant=tenant)
+    vectors = _image_vectors(retriever.joint_encoder, labelled, progress)
+    majority = Counter(case.finding_class for case in labelled).most_common(1)[0][0] if labelled else None
+    rows: list[tuple[CovidCase, dict[str, float], float]] = []
+    for query, vector in tqdm(list(zip(labelled, vectors, strict=True)), desc="covid image->cases", unit="q",
+                              disable=not progress):
+        eligible = [case for case in labelled if case.group != query.group]
+        relevant = sum(case.finding_class == query.finding_class for case in eligible)
+        # Deep enough that k eligible cases remain even if every ineligible case ranks first.
+        hits = retriever.store.near_vector(CASES, vector, target_vector=JOINT_VECTOR, tenant=tenant,
+                                           limit=k + max(stored - len(eligible), 0))
+        ranked = [by_id[hit.source_id] for hit in hits
+                  if hit.source_id in by_id and by_id[hit.source_id].group != query.group][:k]
+        metrics = rank_metrics([case.finding_class == query.finding_class for case in ranked], relevant)
+        rows.append((query, metrics, relevant / len(eligible) if eligible else 0.0))
+
+    def summary(chosen: list[tuple[CovidCase, dict[str, float], float]]) -> dict[str, Any]:
+        classes = [query.finding_class or "" for query, _, _ in chosen]
+        return {"majority_precision": float(np.mean([name == majority for name in classes])) if classes else 0.0,
+                **_with_baseline([m for _, m, _ in chosen], [b for _, _, b in chosen], classes)}
+
+    held_out = [row for row in rows if row[0].group in held_out_groups]
+    return {"cases": len(labelled), "stored_cases": stored, "majority_class": majority, **summary(rows),
+            "held_out": summary(held_out)}
+
+
+def evaluate_covid(retriever: Retriever, metadata_csv: Path, *, tenant: str, alphas: Sequence[float] = ALPHAS,
+                   k: int = 10, progress: bool = True) -> dict[str, Any]:
+    """Note -> reports (over the alpha sweep; the best by P@5 is reported) and image -> cases on a
+    metadata.csv-format file whose cases are ingested in ``tenant``.
+
+    Image -> cases also reports ``held_out``: the query patients that the committed joint model never
+    trained on (its default split); the figure over all cases is optimistic for that model.
+    """
+    cases = covid_cases(metadata_csv)
+    sweep = [note_to_reports(retriever, cases, tenant=tenant, alpha=alpha, k=k, progress=progress)
+             for alpha in alphas]
+    return {
+        "file": str(metadata_csv), "cases": len(cases), "k": k,
+        "note_to_reports": max(sweep, key=lambda row: (row["precision@5"], row["mrr"])),
+        "note_alpha_sweep": [{key: row[key] for key in ("alpha", "hit@1", "hit@5", "mrr", "precision@5")}
+                             for row in sweep],
+        "image_to_cases": image_to_cases(retriever, cases, tenant=tenant, k=k,
+                                         held_out_groups=_held_out_groups(metadata_csv), progress=progress),
+    }
+
+
+# --- the whole run ---------------------------------------------------------------------------------------------------
+
+def _ingest_counts(summary: IngestSummary) -> dict[str, int]:
+    return {"read": summary.read, "written": summary.written, "unchanged": summary.unchanged,
+            "skipped": len(summary.skipped), "failed": len(summary.failed)}
+
+
+def _with_file(paths: Sequence[Path], extra: Path) -> list[Path]:
+    """``paths`` plus ``extra`` unless one of them already holds it (so no file is read twice)."""
+    inside = any(Path(extra).resolve().is_relative_to(Path(path).resolve()) for path in paths)
+    return list(paths) if inside else [*paths, extra]
+
+
+def run_retrieval_eval(
+    config: Config,
+    questions_json: Path,
+    metadata_csv: Path | None = None,
+    *,
+    tenant: str = "eval",
+    out_dir: Path | None = None,
+    router: RouteFn | None = None,
+    alphas: Sequence[float] = ALPHAS,
+    k: int = 10,
+    pubmed_paths: Sequence[Path] | None = None,
+    report_paths: Sequence[Path] | None = None,
+    store: Store | None = None,
+    text_encoder: TextEncoder | None = None,
+    joint_encoder: JointEncoder | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Ingest the knowledge into ``tenant`` and run the PubMedQA (and, with ``metadata_csv``, covid) evaluations.
+
+    Ingested (idempotent, so a re-run only checks): ``pubmed_paths`` (default: every PubMed source in
+    ``config.data_dir/pubmed``) and the questions file itself; with ``metadata_csv`` also
+    ``report_paths`` (default: the IU reports) and the cases of ``metadata_csv``. Without them the
+    unrouted search has only articles to search. ``store``: an open store to use instead of opening one.
+    Writes ``retrieval.json``, ``retrieval.md`` and ``retrieval_alpha.png`` to ``out_dir`` when given.
+    """
+    started = time.perf_counter()
+    with contextlib.nullcontext(store) if store is not None else Store.open(config) as opened:
+        opened.ensure_schema()
+        opened.create_tenant(tenant)
+        text_encoder = text_encoder or TextEncoder(config.text_model)
+        if metadata_csv is not None and joint_encoder is None:
+            joint_encoder = JointEncoder.load(config.joint_model)
+        ingestor = Ingestor(config, opened, text_encoder=text_encoder, joint_encoder=joint_encoder,
+                            joint=joint_encoder is not None, tenant=tenant, progress=progress)
+        ingested = {ARTICLES: ingestor.pubmed(_with_file(pubmed_paths or [config.data_dir / "pubmed"], questions_json))}
+        if metadata_csv is not None:
+            default_reports = [config.data_dir / "reports" / "iu-openi" / "NLMCXR_reports.tgz"]
+            ingested[REPORTS] = ingestor.reports(report_paths or default_reports)
+            ingested[CASES] = ingestor.images([metadata_csv])
+        retriever = Retriever(opened, text_encoder, joint_encoder)
+        report: dict[str, Any] = {
+            "tenant": tenant,
+            "ingested": {name: _ingest_counts(summary) for name, summary in ingested.items()},
+            "pubmedqa": evaluate_pubmedqa(retriever, questions_json, tenant=tenant, alphas=alphas, router=router,
+                                          k=k, progress=progress),
+        }
+        if metadata_csv is not None:
+            report["covid"] = evaluate_covid(retriever, metadata_csv, tenant=tenant, alphas=alphas, k=k,
+                                             progress=progress)
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    if out_dir is not None:
+        write_report(report, Path(out_dir))
+    return report
+
+
+# --- report files ----------------------------------------------------------------------------------------------------
+
+def _row(cells: Iterable[Any]) -> str:
+    return "| " + " | ".join(f"{cell:.3f}" if isinstance(cell, float) else str(cell) for cell in cells) + " |"
+
+
+def _table(header: Sequence[str], rows: Iterable[Iterable[Any]]) -> list[str]:
+    return [_row(header), _row("---" for _ in header), *map(_row, rows)]
+
+
+def render_markdown(report: Mapping[str, Any]) -> str:
+    """The report as Markdown tables: PubMedQA methods, then the covid tasks with their baselines."""
+    qa = report["pubmedqa"]
+    labels = {"unrouted": f"unrouted (all sources, equal weight, alpha={qa['best_alpha']:.2f})",
+              "routed": "routed (router's sources and weights)"}
+    lines = [
+        "# Retrieval evaluation", "",
+        f"## PubMedQA: own abstract among the top {qa['k']}", "",
+        f"{qa['questions']} questions from `{qa['file']}` ({qa['questions_without_stored_abstract']} without a stored "
+        f"abstract); tenant `{report['tenant']}` holding " + ", ".join(f"{n} {c}" for c, n in qa["collections"].items())
+        + ".", "",
+        *_table(["method", "recall@1", "recall@5", "recall@10", "MRR", "nDCG@10", "ms/query"],
+                [[labels.get(name, name), m["recall@1"], m["recall@5"], m["recall@10"], m["mrr"], m["ndcg@10"],
+                  f"{m['latency_ms']:.1f}"] for name, m in qa["methods"].items()]),
+        "", f"Best hybrid alpha by recall@5: {qa['best_alpha']:.2f}. Unrouted ties in reciprocal-rank fusion "
+        "(equal ranks in different sources) go to the source listed first, PubMed articles.",
+    ]
+    if qa["routes"]:
+        lines += ["", "Routes taken: " + "; ".join(f"{route or 'none'}: {n}" for route, n in qa["routes"].items())
+                  + "."]
+    if "covid" in report:
+        lines += ["", *_covid_markdown(report["covid"])]
+    lines += ["", f"Total time {report['seconds']} s, ingestion included."]
+    return "\n".join(lines) + "\n"
+
+
+def _covid_markdown(covid: Mapping[str, Any]) -> list[str]:
+    notes, images = covid["note_to_reports"], covid["image_to_cases"]
+    tasks = {"note -> reports": notes, "image -> cases": images,
+             "image -> cases, held-out query patients": images["held_out"]}
+    header = ["task", "queries", "hit@1", "hit@5", "hit@10", "MRR", "P@1", "P@5", "P@10", "random P", "majority P"]
+    rows = [[name, m["queries"], *(m.get(key, "-") for key in ("hit@1", "hit@5", "hit@10", "mrr", "precision@1",
+                                                               "precision@5", "precision@10", "random_precision",
+                                                               "majority_precision"))]
+            for name, m in tasks.items() if m["queries"]]
+    by_class = [[task, name, m["queries"], m["precision@5"], m["random_precision"]]
+                for task, result in tasks.items() for name, m in result.get("by_class", {}).items()]
+    return [
+        f"## Covid cases: `{covid['file']}` ({covid['cases']} images), top {covid['k']}", "",
+        *_table(header, rows), "",
+        f"Note -> reports: each distinct de-identified clinical note (never the finding) searches the "
+        f"{notes['reports']} reports (hybrid, alpha={notes['alpha']:.2f}). A report is relevant to COVID-19 and "
+        "other pneumonia when a MeSH head is one of " + ", ".join(sorted(INFECTION_MESH))
+        + "; to no finding when its only MeSH head is normal. Random P: the share of relevant reports. "
+        "Alpha sweep (P@5): " + ", ".join(f"{row['alpha']:.2f}: {row['precision@5']:.3f}"
+                                          for row in covid.get("note_alpha_sweep", [])) + ".", "",
+        f"Image -> cases: each labelled image searches the {images['stored_cases']} stored cases by the joint vector; "
+        "the query, its patient's other images and unlabelled cases are removed; a case of the same finding class "
+        f"is relevant. Random P: the share of relevant candidates; majority P: always {images['majority_class']}. "
+        "Held-out: query patients outside the committed joint model's training split.", "",
+        *_table(["task", "finding class", "queries", "P@5", "random P"], by_class),
+    ]
+
+
+def plot_alpha_sweep(report: Mapping[str, Any], path: Path) -> Path:
+    """recall@1/5/10 and MRR of hybrid search against alpha (0 = BM25 only, 1 = dense only)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    qa = report["pubmedqa"]
+    alphas = [row["alpha"] for row in qa["alpha_sweep"]]
+    figure, axes = plt.subplots(figsize=(6, 4))
+    lowest = 1.0
+    for name in (*(f"recall@{k}" for k in KS), "mrr"):
+        values = [row[name] for row in qa["alpha_sweep"]]
+        lowest = min(lowest, *values)
+        axes.plot(alphas, values, marker="o", label=name)
+    # Zoomed to the data: on easy sets every curve sits near 1 and a 0..1 axis would hide the differences.
+    axes.set(xlabel="alpha (0 = BM25, 1 = dense)", ylabel="score", ylim=(max(0.0, lowest - 0.05), 1.005),
+             title=f"hybrid search on {Path(qa['file']).name} ({qa['questions']} questions)")
+    axes.axvline(qa["best_alpha"], color="grey", linestyle=":", label="best alpha (recall@5)")
+    axes.legend(loc="lower left")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def write_report(report: Mapping[str, Any], out_dir: Path) -> list[Path]:
+    """``retrieval.json``, ``retrieval.md`` and ``retrieval_alpha.png`` in ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, markdown_path = out_dir / "retrieval.json", out_dir / "retrieval.md"
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    markdown_path.write_text(render_markdown(report))
+    return [json_path, markdown_path, plot_alpha_sweep(report, out_dir / "retrieval_alpha.png")]
