@@ -47,10 +47,10 @@ def _queries(data: Path) -> tuple[list[dict], list[dict]]:
               row["filename"]} for row in rows])
 
 
-def _run(assistant: Assistant, queries: list[dict], label: str) -> dict[str, list[float]]:
+def _run(assistant: Assistant, queries: list[dict], tenant: str, label: str) -> dict[str, list[float]]:
     timings: dict[str, list[float]] = {stage: [] for stage in (*STAGES, "total")}
     for query in tqdm(queries, desc=label, unit="query"):
-        result = assistant.search(**query)
+        result = assistant.search(**query, tenant=tenant)
         for stage, ms in result.timings_ms.items():
             timings[stage].append(ms)
         timings["total"].append(sum(result.timings_ms.values()))
@@ -61,6 +61,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", type=Path, required=True, help="medrag home holding the benchmark knowledge base")
     parser.add_argument("--data-dir", type=Path, help="shared data folder (default: config data_dir)")
+    parser.add_argument("--tenant", default="eval", help="tenant to fill and search (default: the one "
+                        "`medrag eval retrieval` fills, so the two share one ingestion)")
     parser.add_argument("--questions", type=int, default=200)
     parser.add_argument("--cases", type=int, default=100)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/query_latency.json"))
@@ -72,21 +74,22 @@ def main() -> None:
     queries = questions[:args.questions] + cases[:args.cases]
     warm_up = questions[args.questions:args.questions + 10] + cases[args.cases:args.cases + 10]
     with Store.open(config) as store:
-        ingestor = Ingestor(config, store)
+        ingestor = Ingestor(config, store, tenant=args.tenant)
         ingestor.pubmed([data / "pubmed"])
         ingestor.reports([data / "reports" / "iu-openi" / "NLMCXR_reports.tgz"])
         ingestor.images([data / "cxr" / "covid" / "metadata.csv"])
         assistant = Assistant(config, store, text_encoder=ingestor.text_encoder,
                               joint_encoder=ingestor.joint_encoder)
-        _run(assistant, warm_up, "warm-up")
-        first = _run(assistant, queries, "new queries")
+        _run(assistant, warm_up, args.tenant, "warm-up")
+        first = _run(assistant, queries, args.tenant, "new queries")
         stats_first = assistant.retriever.cache.stats()
-        repeated = _run(assistant, queries, "repeated queries")
+        repeated = _run(assistant, queries, args.tenant, "repeated queries")
         texts = [q["question"] for q in queries if "question" in q]
         baseline = []
         for question, vector in zip(texts, ingestor.text_encoder.encode(texts), strict=True):
             started = time.perf_counter()
-            store.hybrid(ARTICLES, question, vector, alpha=0.5, target_vector=TEXT_VECTOR, limit=20)
+            store.hybrid(ARTICLES, question, vector, alpha=0.75, target_vector=TEXT_VECTOR, limit=20,
+                         tenant=args.tenant)
             baseline.append((time.perf_counter() - started) * 1000)
     base = _percentiles(baseline)
     report = {
