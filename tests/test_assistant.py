@@ -61,7 +61,7 @@ def test_a_dicom_with_a_note_searches_reports_and_cases_by_text_and_image(assist
 
 
 def test_filters_hints_and_tenants_pass_through(assistant, knowledge, pubmedqa):
-    question = list(pubmedqa.values())[0]["QUESTION"]
+    question = next(iter(pubmedqa.values()))["QUESTION"]
     only_reports = assistant.search(question=question, tenant=knowledge, hints=Hints(sources=(REPORTS,)))
     assert {item.collection for item in only_reports.evidence} == {REPORTS}
     future = assistant.search(question=question, tenant=knowledge, filters=Filters(year_from=2100))
