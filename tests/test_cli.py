@@ -73,7 +73,7 @@ def test_demo_ingests_the_demo_knowledge_base_and_searches_it(tmp_path):
     assert "PubmedArticle: read 203, ingested 203 (203 new)" in out
     assert "RadiologyReport: read 200, ingested 199 (199 new)" in out
     assert "ImagingCase: read 3, ingested 3 (3 new)" in out
-    literature, image_and_note = out.split("Literature question:")[1].split("Chest radiograph")
+    literature, _, image_and_note = out.split("Literature question:")[1].partition("Chest radiograph siim-cr")
     assert "Route: literature" in literature
     assert "[1] PubmedArticle 17323047" in literature, "the question's own abstract comes first"
     assert "Route: clinical" in image_and_note
