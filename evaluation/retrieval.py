@@ -41,8 +41,9 @@ INFECTION_MESH = frozenset({"pneumonia", "opacity", "consolidation", "infiltrate
 """Report MeSH heads (the part before the first ``/``) that show what a COVID-19 or other pneumonia looks like."""
 IMAGE_BATCH = 32
 
-RouteFn = Callable[[str], Sequence[SourceSearch]]
-"""A question -> the searches to run (e.g. ``lambda q: router.route(Query(question=q)).searches``)."""
+RouteFn = Callable[[str, np.ndarray], Sequence[SourceSearch]]
+"""A question and its text vector -> the searches to run
+(e.g. ``lambda q, v: router.route(Query(question=q), embedding=v).searches``)."""
 Ranked = list[tuple[str, str]]
 """A ranking as (collection, source id), best first."""
 
@@ -134,7 +135,7 @@ def _retriever_search(retriever: Retriever, tenant: str, k: int,
                       sources: RouteFn) -> Callable[[str, np.ndarray], Ranked]:
     """A method that runs the full retriever (weighted RRF over sources) with the given searches."""
     def search(question: str, vector: np.ndarray) -> Ranked:
-        rankings = retriever.rankings(question, sources(question), text_vector=vector, tenant=tenant)
+        rankings = retriever.rankings(question, sources(question, vector), text_vector=vector, tenant=tenant)
         return [(item.collection, item.source_id) for item in retriever.merge(question, rankings, k)]
     return search
 
@@ -154,11 +155,11 @@ def evaluate_pubmedqa(retriever: Retriever, questions_json: Path, *, tenant: str
     sweep = [{"alpha": alpha, **methods[hybrid_name(alpha)]} for alpha in alphas]
     best = max(sweep, key=lambda row: (row["recall@5"], row["mrr"]))["alpha"]
     unrouted = [SourceSearch(collection, weight=1.0, alpha=best) for collection in COLLECTIONS]
-    fused = {"unrouted": _retriever_search(retriever, tenant, k, lambda _: unrouted)}
+    fused = {"unrouted": _retriever_search(retriever, tenant, k, lambda _question, _vector: unrouted)}
     routes: Counter[str] = Counter()
     if router is not None:
-        def routed(question: str) -> Sequence[SourceSearch]:
-            searches = router(question)
+        def routed(question: str, vector: np.ndarray) -> Sequence[SourceSearch]:
+            searches = router(question, vector)
             routes[" + ".join(search.collection for search in searches)] += 1
             return searches
         fused["routed"] = _retriever_search(retriever, tenant, k, routed)

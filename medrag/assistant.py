@@ -130,55 +130,38 @@ class Assistant:
                filters: Filters | None = None, tenant: str | None = None, k: int = 10,
                hints: Hints | None = None) -> SearchResult:
         """Route the de-identified request, search the chosen sources, return the ranked evidence."""
-        watch = _Stopwatch()
-        with watch.stage("prepare"):
-            request = self.prepare(question, note, image)
-            query = Query(request.question, request.note, request.image is not None)
-        with watch.stage("embed"):
-            text_vector = self.retriever.text_vector(query.text) if query.text else None
-            image_vector = self._image_vector(request)
-        with watch.stage("route"):
-            route = self.router.route(query, hints, embedding=text_vector)
-        with watch.stage("search"):
-            rankings = self.retriever.rankings(
-                query.text, route.searches, text_vector=text_vector,
-                image_vector=image_vector if route.image_search else None, filters=filters, tenant=tenant)
-        with watch.stage("merge"):
-            evidence = self.retriever.merge(query.text, rankings, k)
-        return SearchResult(request, route, evidence, watch.timings)
+        request = {"question": question, "note": note, "image": image, "hints": hints}
+        return self.search_batch([request], filters=filters, tenant=tenant, k=k)[0]
 
     def search_batch(self, requests: Sequence[Mapping[str, Any]], *, filters: Filters | None = None,
                      tenant: str | None = None, k: int = 10) -> list[SearchResult]:
-        """Many requests (dicts of question/note/image/hints): one embedding call for all texts, one for all
-        images, one routing call; then a search per request. Shared stages are split evenly in the timings."""
+        """Many requests (dicts of question/note/image/hints): one embedding call for the texts not cached yet,
+        one for all images, one routing call; then a search per request. Shared stages are split evenly in the
+        timings."""
         watch = _Stopwatch()
         with watch.stage("prepare"):
             prepared = [self.prepare(r.get("question"), r.get("note"), r.get("image")) for r in requests]
             queries = [Query(item.question, item.note, item.image is not None) for item in prepared]
         with watch.stage("embed"):
-            texts = sorted({query.text for query in queries if query.text})
-            text_vectors = dict(zip(texts, self.text_encoder.encode(texts), strict=True)) if texts else {}
-            for text, vector in text_vectors.items():
-                self.retriever.cache.embedding(("text", text), lambda v=vector: v)
-            images = [item.image for item in prepared if item.image is not None]
-            image_vectors = iter(self.joint_encoder.encode_images(images)) if images else iter(())
-            image_vector = [next(image_vectors) if item.image is not None else None for item in prepared]
-        with watch.stage("route"):
             blank = np.zeros(self.text_encoder.dim, dtype=np.float32)  # rows without text are routed by rule
-            embeddings = np.stack([text_vectors.get(query.text, blank) for query in queries])
-            routes = self.router.route_batch(queries, [r.get("hints") for r in requests], embeddings)
+            texts = [query.text for query in queries if query.text]
+            vectors = iter(self.retriever.text_vectors(texts)) if texts else iter(())
+            text_vectors = [next(vectors) if query.text else blank for query in queries]
+            images = [item.image for item in prepared if item.image is not None]
+            encoded = iter(self.joint_encoder.encode_images(images)) if images else iter(())
+            image_vectors = [next(encoded) if item.image is not None else None for item in prepared]
+        with watch.stage("route"):
+            routes = self.router.route_batch(queries, [r.get("hints") for r in requests], np.stack(text_vectors))
         shared = {stage: ms / len(requests) for stage, ms in watch.timings.items()}
         results = []
-        for request, query, route, vector in zip(prepared, queries, routes, image_vector, strict=True):
+        for request, query, route, text_vector, image_vector in zip(prepared, queries, routes, text_vectors,
+                                                                    image_vectors, strict=True):
             own = _Stopwatch()
             with own.stage("search"):
                 rankings = self.retriever.rankings(
-                    query.text, route.searches, text_vector=text_vectors.get(query.text),
-                    image_vector=vector if route.image_search else None, filters=filters, tenant=tenant)
+                    query.text, route.searches, text_vector=text_vector,
+                    image_vector=image_vector if route.image_search else None, filters=filters, tenant=tenant)
             with own.stage("merge"):
                 evidence = self.retriever.merge(query.text, rankings, k)
             results.append(SearchResult(request, route, evidence, {**shared, **own.timings}))
         return results
-
-    def _image_vector(self, request: QueryInput) -> np.ndarray | None:
-        return None if request.image is None else self.joint_encoder.encode_images([request.image])[0]

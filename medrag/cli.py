@@ -8,6 +8,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from medrag.config import ConfigError, load_config
 from medrag.store.errors import StoreError
@@ -154,20 +155,35 @@ def _eval_route(args: argparse.Namespace) -> int:
 
 
 def _eval_retrieval(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from evaluation.retrieval import render_markdown, run_retrieval_eval
     from medrag.encode.text import TextEncoder
+    from medrag.retrieve.retriever import SourceSearch
     from medrag.route.features import Query
     from medrag.route.router import Router
 
     encoder = TextEncoder(args.config.text_model)
     router = Router.load(args.config, encoder.encode)
+
+    def route(question: str, vector: np.ndarray) -> Sequence[SourceSearch]:
+        return router.route(Query(question=question), embedding=vector).searches
+
     report = run_retrieval_eval(args.config, args.questions, args.metadata, tenant=args.tenant, out_dir=args.out,
-                                router=lambda question: router.route(Query(question=question)).searches,
-                                text_encoder=encoder, progress=not args.no_progress)
+                                router=route, text_encoder=encoder, progress=not args.no_progress)
     print(render_markdown(report))
     if args.out:
         print(f"retrieval.json, retrieval.md and the alpha plot in {args.out}")
     return 0
+
+
+def _training_command(train: Any, name: str, help_text: str) -> argparse.ArgumentParser:
+    """``medrag train NAME`` with the options every training command shares."""
+    command = train.add_parser(name, help=help_text)
+    command.add_argument("--data-dir", type=Path, help="shared data folder (default: config data_dir)")
+    command.add_argument("--out", type=Path, help="model folder (default: the packaged model)")
+    command.add_argument("--seed", type=int, default=0)
+    return command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -219,11 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train medrag's own models").add_subparsers(
         dest="model", required=True, metavar="MODEL")
-    joint = train.add_parser("joint", help="the joint image-text space (LiT heads; a minute or two on a CPU)")
-    joint.add_argument("--data-dir", type=Path, help="shared data folder (default: config data_dir)")
-    joint.add_argument("--out", type=Path, help="checkpoint folder (default: the packaged checkpoint)")
+    joint = _training_command(train, "joint", "the joint image-text space (LiT heads; a minute or two on a CPU)")
     joint.add_argument("--epochs", type=int, default=60)
-    joint.add_argument("--seed", type=int, default=0)
     joint.add_argument("--label-smoothing", type=float, default=0.0)
     joint.add_argument("--ib-beta", type=float, default=0.0, help="information-bottleneck weight")
     joint.add_argument("--grad-noise", type=float, default=0.0, help="initial std of gradient noise")
@@ -231,11 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     joint.add_argument("--ablate", action="store_true", help="compare the options on validation over 3 seeds")
     joint.set_defaults(run=_train_joint)
 
-    router = train.add_parser("router", help="the scheduler's intent model (about a minute on a CPU)")
-    router.add_argument("--data-dir", type=Path, help="shared data folder (default: config data_dir)")
-    router.add_argument("--out", type=Path, help="model folder (default: the packaged model)")
-    router.add_argument("--seed", type=int, default=0)
-    router.set_defaults(run=_train_router)
+    _training_command(train, "router", "the scheduler's intent model (about a minute on a CPU)").set_defaults(
+        run=_train_router)
 
     evaluate = commands.add_parser("eval", help="evaluation on a named dataset").add_subparsers(
         dest="task", required=True, metavar="TASK")

@@ -71,3 +71,33 @@ def pubmedqa(data_dir: Path) -> dict[str, dict]:
     import json
 
     return json.loads((data_dir / "pubmed" / "pubmedqa_pqal_dev.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def joint_encoder():
+    """The committed joint image-text model, loaded once for the session."""
+    from medrag.encode.joint import JointEncoder
+
+    return JointEncoder.load()
+
+
+@pytest.fixture(scope="session")
+def fill_demo_knowledge(config, store, text_encoder, joint_encoder, pubmedqa, tmp_path_factory):
+    """``fill(tenant, questions)``: the first ``questions`` PubMedQA abstracts, the demo IU reports, covid
+    cases and DICOMs, ingested into ``tenant`` (real data, real encoders, the real server)."""
+    import json
+
+    from knowledge_sources import DEMO_DIR
+    from medrag.ingest.pipeline import Ingestor
+
+    def fill(tenant: str, questions: int) -> None:
+        subset = tmp_path_factory.mktemp("knowledge") / "qa.json"
+        subset.write_text(json.dumps(dict(list(pubmedqa.items())[:questions])))
+        ingestor = Ingestor(config, store, text_encoder=text_encoder, joint_encoder=joint_encoder, tenant=tenant,
+                            progress=False)
+        ingestor.pubmed([subset])
+        ingestor.reports([DEMO_DIR / "iu-reports"])
+        ingestor.images([DEMO_DIR / "covid" / "metadata.csv"])
+        ingestor.images([DEMO_DIR / "dicom"])
+
+    return fill

@@ -9,16 +9,9 @@ import pytest
 
 from knowledge_sources import DEMO_DIR
 from medrag.assistant import STAGES, Assistant
-from medrag.encode.joint import JointEncoder
-from medrag.ingest.pipeline import Ingestor
 from medrag.route.router import Hints
 from medrag.store import ARTICLES, CASES, REPORTS, Filters
 from medrag.store.errors import UnknownTenant
-
-
-@pytest.fixture(scope="module")
-def joint_encoder() -> JointEncoder:
-    return JointEncoder.load()
 
 
 @pytest.fixture(scope="module")
@@ -27,17 +20,10 @@ def assistant(config, store, text_encoder, joint_encoder) -> Assistant:
 
 
 @pytest.fixture(scope="module")
-def knowledge(config, store, text_encoder, joint_encoder, tmp_path_factory, pubmedqa) -> str:
+def knowledge(store, fill_demo_knowledge) -> str:
     """One tenant for the module, filled once: the tests only read it."""
     tenant = store.create_tenant(f"assistant-{uuid.uuid4().hex[:8]}")
-    subset = tmp_path_factory.mktemp("assistant") / "qa.json"
-    subset.write_text(json.dumps(dict(list(pubmedqa.items())[:40])))
-    ingestor = Ingestor(config, store, text_encoder=text_encoder, joint_encoder=joint_encoder, tenant=tenant,
-                        progress=False)
-    ingestor.pubmed([subset])
-    ingestor.reports([DEMO_DIR / "iu-reports"])
-    ingestor.images([DEMO_DIR / "covid" / "metadata.csv"])
-    ingestor.images([DEMO_DIR / "dicom"])
+    fill_demo_knowledge(tenant, 40)
     return tenant
 
 

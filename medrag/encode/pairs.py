@@ -15,6 +15,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from knowledge_sources.records import SourceRecord
 from knowledge_sources.reports import load_reports
@@ -99,13 +100,23 @@ def report_text_pairs(paths: Iterable[Path], limit: int) -> list[tuple[str, str]
     return pairs
 
 
-def split(pairs: Sequence[Pair], fractions: tuple[float, float], seed: int) -> tuple[list[Pair], ...]:
-    """(train, validation, test) by group: a stable hash of (seed, group) decides, so no group straddles."""
+class Grouped(Protocol):
+    @property
+    def group(self) -> str: ...
+
+
+Item = TypeVar("Item", bound=Grouped)
+
+
+def split(items: Sequence[Item], fractions: tuple[float, float], seed: int
+          ) -> tuple[list[Item], list[Item], list[Item]]:
+    """(train, validation, test) of anything with a ``group`` (pairs, labelled queries): a stable hash of
+    (seed, group) decides, so no group straddles."""
     train_share, validation_share = fractions
-    parts: tuple[list[Pair], list[Pair], list[Pair]] = ([], [], [])
-    for pair in pairs:
-        digest = hashlib.sha256(f"{seed}:{pair.group}".encode()).digest()
+    parts: tuple[list[Item], list[Item], list[Item]] = ([], [], [])
+    for item in items:
+        digest = hashlib.sha256(f"{seed}:{item.group}".encode()).digest()
         position = int.from_bytes(digest[:8], "big") / 2**64
         index = 0 if position < train_share else 1 if position < train_share + validation_share else 2
-        parts[index].append(pair)
+        parts[index].append(item)
     return parts

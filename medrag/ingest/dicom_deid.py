@@ -192,6 +192,11 @@ class DicomDeidentifier:
         dataset.DeidentificationMethodCodeSequence = [_code_item(code, meaning) for code, meaning in codes]
 
 
+def patient_name_words(dataset: Dataset) -> list[str]:
+    """The words of the patient's name in the header: the surest names to scrub from a note that comes with it."""
+    return [part for part in str(dataset.get("PatientName", "")).replace("^", " ").split() if len(part) > 1]
+
+
 def _patient_key(dataset: Dataset) -> str:
     """What identifies the patient: PatientID, else (unlinkable across studies) the Study Instance UID."""
     patient = str(dataset.get("PatientID", "") or "").strip()

@@ -19,7 +19,7 @@ import pydicom
 from PIL import Image
 
 from knowledge_sources.records import SourceRecord
-from medrag.ingest.dicom_deid import DicomDeidentifier
+from medrag.ingest.dicom_deid import DicomDeidentifier, patient_name_words
 from medrag.ingest.image import Radiograph, check_radiograph, load_image_file, read_dicom, to_radiograph
 from medrag.ingest.sentences import split_sentences
 from medrag.ingest.text_deid import TextScrubber
@@ -135,8 +135,7 @@ class CasePreparer:
     def _from_dicom(self, record: SourceRecord) -> Prepared:
         original = read_dicom(record.image_path)
         check_radiograph(original, origin=record.origin)
-        # The patient's own name is the surest name to scrub from the note that comes with the image.
-        names = [part for part in str(original.get("PatientName", "")).replace("^", " ").split() if len(part) > 1]
+        names = patient_name_words(original)
         clean = self.deidentifier(original, origin=record.origin)
         image = to_radiograph(clean)
         source_id = str(clean.SOPInstanceUID)

@@ -16,7 +16,7 @@ from typing import BinaryIO
 
 from pydicom.dataset import Dataset
 
-from medrag.ingest.dicom_deid import DicomDeidentifier
+from medrag.ingest.dicom_deid import DicomDeidentifier, patient_name_words
 from medrag.ingest.image import Radiograph, check_radiograph, load_image_file, read_dicom, to_radiograph
 from medrag.ingest.text_deid import TextScrubber
 
@@ -51,7 +51,7 @@ class QueryPreparer:
         radiograph = image if isinstance(image, Radiograph) else None
         names: list[str] = []
         if dicom is not None:
-            names = [part for part in str(dicom.get("PatientName", "")).replace("^", " ").split() if len(part) > 1]
+            names = patient_name_words(dicom)
             check_radiograph(dicom, origin="query image")
             dicom = self.deidentifier(dicom, origin="query image")
             radiograph = to_radiograph(dicom)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any, TypeVar
 
 from cachetools import TTLCache
@@ -25,24 +25,34 @@ class QueryCache:
         self._counts: Counter[str] = Counter()
         self._lock = threading.Lock()
 
-    def _get(self, kind: str, key: Hashable, compute: Callable[[], Value]) -> Value:
+    def _get_many(self, kind: str, keys: Sequence[Hashable], compute: Callable[[list[Hashable]], Sequence[Value]]
+                  ) -> list[Value]:
+        """Cached values for ``keys``; the missing ones computed in one call (one model batch, one search)."""
         with self._lock:
-            if key in self._caches[kind]:
-                self._counts[f"{kind}_hits"] += 1
-                return self._caches[kind][key]
-            self._counts[f"{kind}_misses"] += 1
-        value = compute()  # outside the lock: a slow search must not block other threads' hits
-        with self._lock:
-            self._caches[kind][key] = value
-        return value
+            found = {key: self._caches[kind][key] for key in keys if key in self._caches[kind]}
+            self._counts[f"{kind}_hits"] += sum(key in found for key in keys)
+            self._counts[f"{kind}_misses"] += sum(key not in found for key in keys)
+        missing = [key for key in dict.fromkeys(keys) if key not in found]
+        if missing:
+            # Outside the lock: a slow model call or search must not block other threads' hits.
+            computed = dict(zip(missing, compute(missing), strict=True))
+            with self._lock:
+                self._caches[kind].update(computed)
+            found |= computed
+        return [found[key] for key in keys]
+
+    def embeddings(self, keys: Sequence[Hashable], compute: Callable[[list[Hashable]], Sequence[Value]]
+                   ) -> list[Value]:
+        """Embeddings for ``keys``; ``compute`` gets the missing keys and returns their embeddings in order."""
+        return self._get_many("embedding", keys, compute)
 
     def embedding(self, key: Hashable, compute: Callable[[], Value]) -> Value:
-        return self._get("embedding", key, compute)
+        return self._get_many("embedding", [key], lambda _: [compute()])[0]
 
     def results(self, collection: str, key: Hashable, compute: Callable[[], Value]) -> Value:
         with self._lock:
             generation = self._generation[collection]
-        return self._get("results", (collection, generation, key), compute)
+        return self._get_many("results", [(collection, generation, key)], lambda _: [compute()])[0]
 
     def invalidate(self, collection: str, _tenant: str | None = None) -> None:
         """Forget the collection's cached results (the ``Store`` calls this after every write)."""

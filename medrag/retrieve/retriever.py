@@ -80,9 +80,13 @@ class Retriever:
         self.cache = cache or QueryCache()
         store.write_listeners.append(self.cache.invalidate)
 
+    def text_vectors(self, texts: Sequence[str]) -> np.ndarray:
+        """``text`` vectors of the queries: cached ones from the cache, the rest in one encoder batch."""
+        return np.stack(self.cache.embeddings([("text", text) for text in texts], lambda keys: list(
+            self.text_encoder.encode([text for _, text in keys]))))
+
     def text_vector(self, text: str) -> np.ndarray:
-        """The query's ``text`` vector, from the cache when the same text was embedded before."""
-        return self.cache.embedding(("text", text), lambda: self.text_encoder.encode([text])[0])
+        return self.text_vectors([text])[0]
 
     def image_vector(self, image: Radiograph) -> np.ndarray | None:
         """The query image in the joint space; None without a joint model."""

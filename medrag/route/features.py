@@ -56,26 +56,32 @@ class Query:
         return " ".join(part.strip() for part in (self.question, self.note) if part.strip())
 
 
+def words(text: str) -> list[str]:
+    """Lower-case words and numbers, as the cue lists spell them."""
+    return _WORD.findall(text.lower())
+
+
 def lexical_cues(query: Query) -> dict[str, float]:
     """Named, human-readable features: modality flags, question form, cue-word counts (log scale)."""
-    words = _WORD.findall(query.text.lower())
+    tokens = words(query.text)
     cues = {
         "has_image": float(query.has_image),
         "has_note": float(bool(query.note.strip())),
         "has_question": float(bool(query.question.strip())),
         "ends_with_question_mark": float(query.text.rstrip().endswith("?")),
-        "question_opener": float(bool(words) and words[0] in QUESTION_OPENERS),
-        "log_words": float(np.log1p(len(words))),
+        "question_opener": float(bool(tokens) and tokens[0] in QUESTION_OPENERS),
+        "log_words": float(np.log1p(len(tokens))),
     }
     for name, vocabulary in CUES.items():
-        cues[f"{name}_words"] = float(np.log1p(sum(word in vocabulary for word in words)))
+        cues[f"{name}_words"] = float(np.log1p(sum(word in vocabulary for word in tokens)))
     return cues
 
 
 def feature_matrix(queries: list[Query], embeddings: np.ndarray, *, use_text: bool = True,
                    use_flags: bool = True) -> np.ndarray:
     """Rows of [embedding | cues]; ``use_text``/``use_flags`` switch feature groups off for the ablation."""
-    cues = np.array([[lexical_cues(query)[name] for name in CUE_NAMES] for query in queries], dtype=np.float32)
+    named = [lexical_cues(query) for query in queries]
+    cues = np.array([[row[name] for name in CUE_NAMES] for row in named], dtype=np.float32)
     flag_columns = slice(0, len(FLAGS))
     text_columns = slice(len(FLAGS), len(CUE_NAMES))
     if not use_flags:

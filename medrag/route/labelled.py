@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import json
 import random
 from collections.abc import Iterable, Sequence
@@ -107,16 +106,6 @@ def build_labelled_queries(data_dir: Path, *, iu_limit: int = 400, seed: int = 0
                 seen.add((origin, text.lower()))
                 labelled.append(_presented(text, intent, group, origin, rng))
     return labelled
-
-
-def split_by_group(queries: Sequence[LabelledQuery], test_share: float, seed: int
-                   ) -> tuple[list[LabelledQuery], list[LabelledQuery]]:
-    """(train, test) by a stable hash of (seed, group), so one abstract, image or patient never straddles."""
-    train, test = [], []
-    for item in queries:
-        digest = hashlib.sha256(f"{seed}:{item.group}".encode()).digest()
-        (test if int.from_bytes(digest[:8], "big") / 2**64 < test_share else train).append(item)
-    return train, test
 
 
 def write_queries(queries: Iterable[LabelledQuery], path: Path) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 from medrag.config import Config
 from medrag.retrieve.retriever import JOINT_SOURCES, SourceSearch
 from medrag.route.classifier import IntentClassifier
-from medrag.route.features import CUES, Query
+from medrag.route.features import CUES, Query, words
 from medrag.route.table import RoutingTable
 from medrag.store import COLLECTIONS
 
@@ -163,8 +163,8 @@ class Router:
 
     def _reason(self, query: Query, intent: str, probabilities: dict[str, float],
                 searches: tuple[SourceSearch, ...], rules: list[str]) -> str:
-        words = set(query.text.lower().replace("?", " ").replace(".", " ").replace(",", " ").split())
-        cues = sorted(words & CUES.get("symptoms" if intent == "clinical" else intent, frozenset()))[:5]
+        vocabulary = CUES.get("symptoms" if intent == "clinical" else intent, frozenset())
+        cues = sorted(set(words(query.text)) & vocabulary)[:5]
         odds = ", ".join(f"{name} {p:.2f}" for name, p in sorted(probabilities.items(), key=lambda kv: -kv[1]))
         inputs = ", ".join(name for name, present in (("question", query.question.strip()),
                                                      ("note", query.note.strip()), ("image", query.has_image))

@@ -13,9 +13,10 @@ from typing import Any
 
 from evaluation.routing import intent_metrics, save_confusion_matrix
 from medrag.config import Config
+from medrag.encode.pairs import split
 from medrag.encode.text import TextEncoder
 from medrag.route.classifier import IntentClassifier
-from medrag.route.labelled import PRESENTATION, build_labelled_queries, split_by_group, write_queries
+from medrag.route.labelled import PRESENTATION, build_labelled_queries, write_queries
 
 FEATURE_SETS = {"full": {}, "text only (no modality flags)": {"use_flags": False},
                 "modality flags only": {"use_text": False}}
@@ -25,7 +26,7 @@ def train_router(config: Config, data_dir: Path, out: Path, *, seed: int = 0, te
                  text_encoder: TextEncoder | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     queries = build_labelled_queries(data_dir, seed=seed)
-    train, test = split_by_group(queries, test_share, seed)
+    train, _, test = split(queries, (1.0 - test_share, 0.0), seed)
     encoder = text_encoder or TextEncoder(config.text_model)
     train_embeddings = encoder.encode([item.query.text for item in train], progress=True)
     test_embeddings = encoder.encode([item.query.text for item in test], progress=True)

@@ -20,33 +20,28 @@ from medrag.ingest.image import load_image_file
 
 
 @pytest.fixture(scope="module")
-def encoder() -> JointEncoder:
-    return JointEncoder.load()
-
-
-@pytest.fixture(scope="module")
 def demo_cases():
     pairs = covid_pairs(DEMO_DIR / "covid" / "metadata.csv")
     return [load_image_file(pair.image_path) for pair in pairs], [pair.text for pair in pairs]
 
 
-def test_committed_checkpoint_embeds_images_and_texts_into_one_normalised_space(encoder, demo_cases):
+def test_committed_checkpoint_embeds_images_and_texts_into_one_normalised_space(joint_encoder, demo_cases):
     images, texts = demo_cases
-    image_vectors, text_vectors = encoder.encode_images(images), encoder.encode_texts(texts)
+    image_vectors, text_vectors = joint_encoder.encode_images(images), joint_encoder.encode_texts(texts)
     assert image_vectors.shape == text_vectors.shape == (len(images), 256)
     assert np.allclose(np.linalg.norm(image_vectors, axis=1), 1, atol=1e-5)
-    assert str(DEFAULT_CHECKPOINT) in encoder.source
+    assert str(DEFAULT_CHECKPOINT) in joint_encoder.source
     assert not np.allclose(image_vectors[0], image_vectors[1]), "different radiographs, different vectors"
 
 
-def test_an_open_clip_checkpoint_folder_loads_through_open_clip(encoder, demo_cases, tmp_path):
+def test_an_open_clip_checkpoint_folder_loads_through_open_clip(joint_encoder, demo_cases, tmp_path):
     """The path a user with BiomedCLIP takes: open_clip's own config + weights, read by open_clip."""
     from safetensors.torch import save_file
 
     config = _resolve_text_tower(base_model_config())
     (tmp_path / "open_clip_config.json").write_text(json.dumps(
         {"model_cfg": config, "preprocess_cfg": {"mean": [0.5] * 3, "std": [0.5] * 3, "size": 224}}))
-    save_file({name: tensor.contiguous() for name, tensor in encoder.model.state_dict().items()},
+    save_file({name: tensor.contiguous() for name, tensor in joint_encoder.model.state_dict().items()},
               tmp_path / "open_clip_model.safetensors")
     text_tower = Path(config["text_cfg"]["hf_tokenizer_name"])  # a hub snapshot carries its tokenizer files
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
@@ -54,8 +49,8 @@ def test_an_open_clip_checkpoint_folder_loads_through_open_clip(encoder, demo_ca
     reloaded = JointEncoder.load(tmp_path)
     assert reloaded.source == f"local-dir:{tmp_path.resolve()}"
     images, texts = demo_cases
-    assert np.allclose(reloaded.encode_images(images[:2]), encoder.encode_images(images[:2]), atol=1e-5)
-    assert np.allclose(reloaded.encode_texts(texts[:2]), encoder.encode_texts(texts[:2]), atol=1e-5)
+    assert np.allclose(reloaded.encode_images(images[:2]), joint_encoder.encode_images(images[:2]), atol=1e-5)
+    assert np.allclose(reloaded.encode_texts(texts[:2]), joint_encoder.encode_texts(texts[:2]), atol=1e-5)
 
 
 def test_models_are_never_downloaded(tmp_path):

@@ -103,7 +103,7 @@ def run(config, store, text_encoder, pubmedqa, data_dir, tmp_path_factory):
     metadata = _covid_subset(data_dir, folder / "metadata.csv")
     report = run_retrieval_eval(
         config, questions, metadata, tenant=f"t{uuid.uuid4().hex[:16]}", out_dir=folder / "out",
-        router=lambda question: [SourceSearch(REPORTS)], pubmed_paths=[questions],
+        router=lambda question, vector: [SourceSearch(REPORTS)], pubmed_paths=[questions],
         report_paths=[_report_subset(data_dir, folder / "reports")], store=store, text_encoder=text_encoder,
         joint_encoder=JointEncoder.load(), progress=False,
     )

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from small_fusion import SMALL
 
 from medrag.fuse import CrossAttentionFusion, FusionConfig, FusionExample, collate
 from medrag.fuse.losses import (
@@ -20,18 +21,7 @@ from medrag.fuse.losses import (
     sentence_loss,
 )
 
-SMALL = FusionConfig(d_model=32, heads=4, image_dim=16, text_dim=12, evidence_dim=12, grid=(3, 3),
-                     max_text_tokens=8, max_candidates=16, max_sentences=8)
 NEG = -math.inf
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is as fast, and immune to OpenMP spin-waiting when other processes share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _example(seed: int, sentences: tuple[int, ...]) -> FusionExample:

@@ -8,23 +8,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from small_fusion import SMALL
 
 from medrag.fuse import CrossAttentionFusion, FusionConfig, FusionExample, collate
 from medrag.fuse.losses import FusionLossConfig, fusion_loss, make_targets
 from medrag.fuse.model import EVIDENCE_MODALITIES
 
-SMALL = FusionConfig(d_model=32, heads=4, image_dim=16, text_dim=12, evidence_dim=12, grid=(3, 3),
-                     max_text_tokens=8, max_candidates=16, max_sentences=8)
 PATCHES = 9
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is as fast, and immune to OpenMP spin-waiting when other processes share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def example(seed: int, sentences: tuple[int, ...] = (2, 3, 1), image: bool = True, text: int = 2,

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from knowledge_sources import DEMO_DIR
-from medrag.encode.joint import JointEncoder
 from medrag.ingest.image import load_image_file
-from medrag.ingest.pipeline import Ingestor
 from medrag.retrieve.retriever import Retriever, SourceSearch, best_passages, rrf_merge
 from medrag.store import ARTICLES, CASES, REPORTS, TEXT_VECTOR, Hit, Record
 
@@ -33,20 +29,9 @@ def test_best_passages_keep_text_order():
     assert best_passages("how often did pneumothorax occur in patients", sentences, most=2) == sentences[:2]
 
 
-@pytest.fixture(scope="module")
-def joint_encoder() -> JointEncoder:
-    return JointEncoder.load()
-
-
 @pytest.fixture
-def knowledge(config, store, tenant, text_encoder, joint_encoder, tmp_path, pubmedqa):
-    subset = tmp_path / "qa.json"
-    subset.write_text(json.dumps(dict(list(pubmedqa.items())[:60])))
-    ingestor = Ingestor(config, store, text_encoder=text_encoder, joint_encoder=joint_encoder, tenant=tenant,
-                        progress=False)
-    ingestor.pubmed([subset])
-    ingestor.reports([DEMO_DIR / "iu-reports"])
-    ingestor.images([DEMO_DIR / "covid" / "metadata.csv"])
+def knowledge(store, tenant, text_encoder, joint_encoder, fill_demo_knowledge):
+    fill_demo_knowledge(tenant, 60)
     return Retriever(store, text_encoder, joint_encoder)
 
 

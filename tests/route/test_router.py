@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from evaluation.routing import evaluate_router
+from medrag.encode.pairs import split
 from medrag.route.classifier import DEFAULT_CLASSIFIER, IntentClassifier, RouterModelError
 from medrag.route.features import Query, lexical_cues
-from medrag.route.labelled import LabelledQuery, read_queries, split_by_group, write_queries
+from medrag.route.labelled import LabelledQuery, read_queries, write_queries
 from medrag.route.router import Hints, Router
 from medrag.route.table import RoutingTable, RoutingTableError
 from medrag.store import ARTICLES, CASES, REPORTS
@@ -142,7 +143,7 @@ def test_labelled_query_files_round_trip_and_bad_lines_are_named(tmp_path):
 
 def test_split_never_puts_a_group_on_both_sides():
     queries = [LabelledQuery(Query(question=f"q{i}"), "literature", f"g{i % 7}", "test") for i in range(70)]
-    train, test = split_by_group(queries, 0.3, seed=0)
+    train, _, test = split(queries, (0.7, 0.0), seed=0)
     assert train and test
     assert not {item.group for item in train} & {item.group for item in test}
 
