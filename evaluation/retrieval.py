@@ -346,6 +346,27 @@ def _with_file(paths: Sequence[Path], extra: Path) -> list[Path]:
     return list(paths) if inside else [*paths, extra]
 
 
+def ingest_knowledge(config: Config, store: Store, tenant: str, questions_json: Path, metadata_csv: Path | None,
+                     *, text_encoder: TextEncoder, joint_encoder: JointEncoder | None,
+                     pubmed_paths: Sequence[Path] | None = None, report_paths: Sequence[Path] | None = None,
+                     progress: bool = True) -> dict[str, IngestSummary]:
+    """Ingest what the evaluations search into ``tenant`` (idempotent: a re-run only checks).
+
+    ``pubmed_paths`` (default: every PubMed source in ``config.data_dir/pubmed``) and the questions file
+    itself; with ``metadata_csv`` also ``report_paths`` (default: the IU reports) and its cases.
+    """
+    store.ensure_schema()
+    store.create_tenant(tenant)
+    ingestor = Ingestor(config, store, text_encoder=text_encoder, joint_encoder=joint_encoder,
+                        joint=joint_encoder is not None, tenant=tenant, progress=progress)
+    ingested = {ARTICLES: ingestor.pubmed(_with_file(pubmed_paths or [config.data_dir / "pubmed"], questions_json))}
+    if metadata_csv is not None:
+        default_reports = [config.data_dir / "reports" / "iu-openi" / "NLMCXR_reports.tgz"]
+        ingested[REPORTS] = ingestor.reports(report_paths or default_reports)
+        ingested[CASES] = ingestor.images([metadata_csv])
+    return ingested
+
+
 def run_retrieval_eval(
     config: Config,
     questions_json: Path,
@@ -363,28 +384,19 @@ def run_retrieval_eval(
     joint_encoder: JointEncoder | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Ingest the knowledge into ``tenant`` and run the PubMedQA (and, with ``metadata_csv``, covid) evaluations.
-
-    Ingested (idempotent, so a re-run only checks): ``pubmed_paths`` (default: every PubMed source in
-    ``config.data_dir/pubmed``) and the questions file itself; with ``metadata_csv`` also
-    ``report_paths`` (default: the IU reports) and the cases of ``metadata_csv``. Without them the
-    unrouted search has only articles to search. ``store``: an open store to use instead of opening one.
+    """Ingest the knowledge into ``tenant`` (``ingest_knowledge``) and run the PubMedQA (and, with
+    ``metadata_csv``, covid) evaluations. Without ``metadata_csv`` the unrouted search has only articles to
+    search. ``store``: an open store to use instead of opening one.
     Writes ``retrieval.json``, ``retrieval.md`` and ``retrieval_alpha.png`` to ``out_dir`` when given.
     """
     started = time.perf_counter()
     with contextlib.nullcontext(store) if store is not None else Store.open(config) as opened:
-        opened.ensure_schema()
-        opened.create_tenant(tenant)
         text_encoder = text_encoder or TextEncoder(config.text_model)
         if metadata_csv is not None and joint_encoder is None:
             joint_encoder = JointEncoder.load(config.joint_model)
-        ingestor = Ingestor(config, opened, text_encoder=text_encoder, joint_encoder=joint_encoder,
-                            joint=joint_encoder is not None, tenant=tenant, progress=progress)
-        ingested = {ARTICLES: ingestor.pubmed(_with_file(pubmed_paths or [config.data_dir / "pubmed"], questions_json))}
-        if metadata_csv is not None:
-            default_reports = [config.data_dir / "reports" / "iu-openi" / "NLMCXR_reports.tgz"]
-            ingested[REPORTS] = ingestor.reports(report_paths or default_reports)
-            ingested[CASES] = ingestor.images([metadata_csv])
+        ingested = ingest_knowledge(config, opened, tenant, questions_json, metadata_csv, text_encoder=text_encoder,
+                                    joint_encoder=joint_encoder, pubmed_paths=pubmed_paths,
+                                    report_paths=report_paths, progress=progress)
         retriever = Retriever(opened, text_encoder, joint_encoder)
         report: dict[str, Any] = {
             "tenant": tenant,

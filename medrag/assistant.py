@@ -8,14 +8,17 @@
             print(item.collection, item.source_id, item.passages)
 
 Every request is de-identified first (``QueryPreparer``); then routed (``Router``), embedded once
-(the same text vector serves routing and retrieval), searched and merged (``Retriever``).
-Models load once per Assistant; the joint image model only when the first image arrives.
+(the same text vector serves routing and retrieval), searched and merged (``Retriever``), and the
+candidates reranked by the fusion module, which also picks the evidence sentences and says where it
+looked (``FusionReranker``). Models load once per Assistant; the joint image model only when the first
+image arrives.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -26,6 +29,7 @@ import numpy as np
 from medrag.config import Config, load_config
 from medrag.encode.joint import JointEncoder
 from medrag.encode.text import TextEncoder
+from medrag.fuse.reranker import FusionReranker, query_sentences
 from medrag.ingest.dicom_deid import DicomDeidentifier
 from medrag.ingest.query_input import ImageInput, QueryInput, QueryPreparer
 from medrag.ingest.secrets import deid_key
@@ -35,7 +39,39 @@ from medrag.route.features import Query
 from medrag.route.router import Hints, Route, Router
 from medrag.store import Filters, Store
 
-STAGES = ("prepare", "embed", "route", "search", "merge")
+PASSAGES = 3
+"""Sentences shown per evidence item."""
+STAGES = ("prepare", "embed", "route", "search", "merge", "fuse")
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class FusionView:
+    """What the fusion module made of one request, aligned with ``SearchResult.evidence`` (reranked order)."""
+
+    scores: list[float]
+    """Rerank score of each evidence item."""
+    retrieval_ranks: list[int]
+    """Each item's place (1-based) in the retrieval order, before the rerank."""
+    selected: list[tuple[int, int, float]]
+    """The best evidence sentences over all items, best first: (evidence index, sentence index, score);
+    the sentence is ``evidence[i].properties["sentences"][j]``."""
+    sentence_attention: list[list[float]]
+    """Per item, the share of the query's attention on each of its sentences."""
+    image_attention: list[np.ndarray] | None
+    """Per item, a (rows, cols) map over the query image (sums to 1): where the query looked while reading
+    it. None without an image."""
+    gate: float | None
+    """Share of the image in the query (R2 gate)."""
+    model: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "gate": None if self.gate is None else round(self.gate, 4),
+                "scores": [round(score, 4) for score in self.scores], "retrieval_ranks": self.retrieval_ranks,
+                "selected": [{"evidence": e, "sentence": s, "score": round(score, 4)} for e, s, score in self.selected],
+                "sentence_attention": [[round(value, 5) for value in row] for row in self.sentence_attention],
+                "image_attention": None if self.image_attention is None else
+                [np.round(grid, 5).tolist() for grid in self.image_attention]}
 
 
 @dataclasses.dataclass
@@ -45,10 +81,14 @@ class SearchResult:
     evidence: list[Evidence]
     timings_ms: dict[str, float]
     """Milliseconds per stage, in ``STAGES`` order."""
+    fusion: FusionView | None = None
+    """None when fusion is off, no checkpoint exists, or the evidence has no stored sentence vectors."""
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"question": self.query.question, "note": self.query.note, "has_image": self.query.image is not None,
-                "route": self.route.to_dict(),
+                "route": self.route.to_dict(), "fusion": self.fusion.to_dict() if self.fusion else None,
+                "warnings": self.warnings,
                 "evidence": [{"collection": item.collection, "source_id": item.source_id,
                               "score": round(item.score, 6), "ranks": item.ranks, "passages": item.passages,
                               "title": item.properties.get("title")} for item in self.evidence],
@@ -70,8 +110,13 @@ class SearchResult:
             title = item.properties.get("title") or item.properties.get("finding") or ""
             lines.append(f"[{rank}] {item.collection} {item.source_id}  score {item.score:.4f}  {title}".rstrip())
             if explain:
-                lines.append("     found by " + ", ".join(f"{name} #{place}" for name, place in item.ranks.items()))
+                found = "     found by " + ", ".join(f"{name} #{place}" for name, place in item.ranks.items())
+                if self.fusion:
+                    found += (f"; fusion score {self.fusion.scores[rank - 1]:.2f} "
+                              f"(retrieval #{self.fusion.retrieval_ranks[rank - 1]})")
+                lines.append(found)
             lines += [f"     - {passage}" for passage in item.passages]
+        lines += [f"Warning: {warning}" for warning in self.warnings]
         return "\n".join(lines)
 
 
@@ -122,6 +167,19 @@ class Assistant:
         self.close()
 
     @functools.cached_property
+    def reranker(self) -> FusionReranker | None:
+        """The fusion module (``config.fusion_model``), or None when fusion is off or was never trained."""
+        if not self.config.fusion:
+            return None
+        try:
+            return FusionReranker.load(self.config.fusion_model)
+        except FileNotFoundError:
+            if self.config.fusion_model is not None:  # the user named a checkpoint: a missing one is their error
+                raise
+            log.warning("no fusion checkpoint; results stay in retrieval order (run `medrag train fusion`)")
+            return None
+
+    @functools.cached_property
     def joint_encoder(self) -> JointEncoder:
         """Loaded when the first image arrives: text-only use never pays for the image tower."""
         return self._given_joint or JointEncoder.load(self.config.joint_model)
@@ -147,21 +205,69 @@ class Assistant:
             texts = [query.text for query in queries if query.text]
             vectors = iter(self.retriever.text_vectors(texts)) if texts else iter(())
             text_vectors = [next(vectors) if query.text else blank for query in queries]
-            images = [item.image for item in prepared if item.image is not None]
-            encoded = iter(self.joint_encoder.encode_images(images)) if images else iter(())
-            image_vectors = [next(encoded) if item.image is not None else None for item in prepared]
+            image_vectors, feature_maps = self._images(prepared)
         with watch.stage("route"):
             routes = self.router.route_batch(queries, [r.get("hints") for r in requests], np.stack(text_vectors))
         shared = {stage: ms / len(requests) for stage, ms in watch.timings.items()}
+        depth = max(k, self.config.rerank_depth) if self.reranker is not None else k
         results = []
-        for request, query, route, text_vector, image_vector in zip(prepared, queries, routes, text_vectors,
-                                                                    image_vectors, strict=True):
+        for request, query, route, text_vector, image_vector, feature_map in zip(
+                prepared, queries, routes, text_vectors, image_vectors, feature_maps, strict=True):
             own = _Stopwatch()
             with own.stage("search"):
                 rankings = self.retriever.rankings(
                     query.text, route.searches, text_vector=text_vector,
                     image_vector=image_vector if route.image_search else None, filters=filters, tenant=tenant)
             with own.stage("merge"):
-                evidence = self.retriever.merge(query.text, rankings, k)
-            results.append(SearchResult(request, route, evidence, {**shared, **own.timings}))
+                evidence = self.retriever.merge(query.text, rankings, depth)
+            result = SearchResult(request, route, evidence, {**shared, **own.timings})
+            with own.stage("fuse"):
+                self._fuse(result, feature_map, k)
+            result.timings_ms = {**shared, **own.timings}
+            results.append(result)
         return results
+
+    def _images(self, prepared: Sequence[QueryInput]) -> tuple[list[np.ndarray | None], list[np.ndarray | None]]:
+        """Joint vectors of the requests' images and, when fusion runs, the tower's feature maps (one pass)."""
+        images = [item.image for item in prepared if item.image is not None]
+        if not images:
+            return [None] * len(prepared), [None] * len(prepared)
+        if self.reranker is not None:
+            vectors, maps = self.joint_encoder.encode_images_and_patches(images)
+        else:
+            vectors, maps = self.joint_encoder.encode_images(images), [None] * len(images)
+        pairs = iter(zip(vectors, maps, strict=True))
+        chosen = [next(pairs) if item.image is not None else (None, None) for item in prepared]
+        return [vector for vector, _ in chosen], [grid for _, grid in chosen]
+
+    def _fuse(self, result: SearchResult, feature_map: np.ndarray | None, k: int) -> None:
+        """Rerank ``result.evidence`` in place and cut it to ``k``; the sentences fusion picks become the passages."""
+        if self.reranker is None or not result.evidence:
+            result.evidence = result.evidence[:k]
+            return
+        evidence = result.evidence
+        try:
+            candidates = [(item.sentence_vectors(self.text_encoder.dim), item.collection) for item in evidence]
+        except ValueError as error:
+            result.warnings.append(f"fusion skipped, results in retrieval order: {error}")
+            result.evidence = evidence[:k]
+            return
+        texts = query_sentences(result.query.question, result.query.note, self.reranker.model.config)
+        text = self.retriever.text_vectors(texts) if texts else None
+        fused = self.reranker(text, feature_map, candidates)
+        keep = fused.order[:k]
+        place = {index: position for position, index in enumerate(keep)}
+        for index in keep:
+            item = evidence[index]
+            sentences = item.properties.get("sentences") or []
+            scores = fused.sentence_scores[index]
+            best = sorted(range(len(scores)), key=lambda s, row=scores: -row[s])[:PASSAGES]
+            item.passages = [sentences[s] for s in sorted(best)]
+        result.evidence = [evidence[index] for index in keep]
+        result.fusion = FusionView(
+            scores=[fused.scores[index] for index in keep],
+            retrieval_ranks=[index + 1 for index in keep],
+            selected=[(place[c], s, score) for c, s, score in fused.selected if c in place],
+            sentence_attention=[fused.sentence_attention[index] for index in keep],
+            image_attention=None if fused.image_attention is None else [fused.image_attention[i] for i in keep],
+            gate=fused.gate, model=self.reranker.source)

@@ -177,6 +177,60 @@ def _eval_retrieval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fusion_data(args: argparse.Namespace, questions: Path | None, metadata: Path | None) -> Any:
+    """Ingest the sources into ``--tenant`` if needed, then build (or reuse) the fusion supervision."""
+    from evaluation.retrieval import ingest_knowledge
+    from medrag.assistant import Assistant
+    from medrag.fuse.data import fusion_data
+
+    progress = not args.no_progress
+    with Assistant.local(args.config.replace(fusion=False)) as assistant:
+        ingest_knowledge(args.config, assistant.store, args.tenant, questions, metadata,
+                         text_encoder=assistant.text_encoder,
+                         joint_encoder=assistant.joint_encoder if metadata else None, progress=progress)
+        return fusion_data(assistant, questions, metadata, tenant=args.tenant, cache_dir=args.config.cache_dir,
+                           candidates=args.candidates, rebuild=args.rebuild, progress=progress)
+
+
+def _train_fusion(args: argparse.Namespace) -> int:
+    from medrag.fuse.checkpoint import DEFAULT_CHECKPOINT
+    from medrag.fuse.train import TrainOptions, train_fusion
+
+    data_dir = args.data_dir or args.config.data_dir
+    questions = args.questions or data_dir / "pubmed" / "pubmedqa_pqal_dev.json"
+    metadata = args.metadata or data_dir / "cxr" / "covid" / "metadata.csv"
+    data = _fusion_data(args, questions, metadata)
+    out = args.out or DEFAULT_CHECKPOINT
+    card = train_fusion(data, out, TrainOptions(epochs=args.epochs, seed=args.seed), progress=not args.no_progress)
+    for method, tasks in card["test"].items():
+        for task, metrics in tasks.items():
+            print(f"{method:10s} {task:9s} " + "  ".join(f"{name} {value:.3f}" for name, value in metrics.items()))
+    print(f"checkpoint, card and loss curve in {out} (best epoch {card['best_epoch']}, {card['seconds']} s)")
+    return 0
+
+
+def _eval_ablate(args: argparse.Namespace) -> int:
+    from evaluation.fusion import ablate, render_markdown, write_ablation
+    from medrag.fuse.train import TrainOptions
+
+    data = _fusion_data(args, args.questions, args.metadata)
+    report = ablate(data, seeds=tuple(args.seeds), options=TrainOptions(epochs=args.epochs),
+                    progress=not args.no_progress)
+    print(render_markdown(report))
+    if args.out:
+        print("written: " + ", ".join(str(path) for path in write_ablation(report, args.out)))
+    return 0
+
+
+def _fusion_data_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--metadata", type=Path, help="covid metadata.csv-format file (image + note queries)")
+    command.add_argument("--tenant", default="eval", help="tenant to ingest into and search (default eval)")
+    command.add_argument("--candidates", type=int, default=20, help="retrieved candidates per query (default 20)")
+    command.add_argument("--epochs", type=int, default=12)
+    command.add_argument("--rebuild", action="store_true", help="rebuild the cached training data")
+    command.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
 def _training_command(train: Any, name: str, help_text: str) -> argparse.ArgumentParser:
     """``medrag train NAME`` with the options every training command shares."""
     command = train.add_parser(name, help=help_text)
@@ -247,6 +301,12 @@ def build_parser() -> argparse.ArgumentParser:
     _training_command(train, "router", "the scheduler's intent model (about a minute on a CPU)").set_defaults(
         run=_train_router)
 
+    fusion = _training_command(train, "fusion", "the cross-attention fusion reranker on PubMedQA and covid cases "
+                               "(ingests them into --tenant first; about 10 minutes on a CPU)")
+    fusion.add_argument("--questions", type=Path, help="PubMedQA-format JSON (default: the shared dev set)")
+    _fusion_data_options(fusion)
+    fusion.set_defaults(run=_train_fusion)
+
     evaluate = commands.add_parser("eval", help="evaluation on a named dataset").add_subparsers(
         dest="task", required=True, metavar="TASK")
     eval_joint = evaluate.add_parser("joint", help="retrieval and zero-shot AUC of the joint model")
@@ -269,6 +329,15 @@ def build_parser() -> argparse.ArgumentParser:
     eval_retrieval.add_argument("--out", type=Path, help="folder for retrieval.json, retrieval.md and the plot")
     eval_retrieval.add_argument("--no-progress", action="store_true", help="no progress bars")
     eval_retrieval.set_defaults(run=_eval_retrieval)
+
+    eval_ablate = evaluate.add_parser(
+        "ablate", help="fusion design rules (R1, R2, R4, R6, R7) vs the full model and no fusion, on held-out "
+        "queries over seeds: ablation.json, ablation.md, ablation.png")
+    eval_ablate.add_argument("questions", type=Path, help="PubMedQA-format JSON (PMID -> QUESTION, CONTEXTS)")
+    _fusion_data_options(eval_ablate)
+    eval_ablate.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    eval_ablate.add_argument("--out", type=Path, help="folder for the table and the bar chart")
+    eval_ablate.set_defaults(run=_eval_ablate)
 
     server = commands.add_parser("server", help="the embedded Weaviate server").add_subparsers(
         dest="server_command", required=True, metavar="ACTION"

@@ -74,6 +74,12 @@ class Config:
     Hugging Face cache (never downloaded). Environment: ``MEDRAG_JOINT_MODEL``."""
     router_model: Path | None = None
     """Intent model folder of the scheduler (default: the committed one, ``medrag train router``)."""
+    fusion_model: Path | None = None
+    """Fusion reranker checkpoint folder (default: the committed one, ``medrag train fusion``)."""
+    fusion: bool = True
+    """Rerank the retrieved candidates with the fusion module and let it pick the evidence sentences."""
+    rerank_depth: int = 20
+    """Candidates retrieved per request for the fusion module to rerank (the answer keeps the best ``k``)."""
     routing_table: Path | None = None
     """Routing table YAML: sources, weights, alphas and models per intent (default: the packaged table)."""
     deid_key_file: Path | None = None

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn import functional as nn_functional
 
 from medrag.ingest.image import Radiograph, model_input
 
@@ -184,6 +185,33 @@ class JointEncoder:
         chunks = [self.model.encode_image(self.pixels(images[i:i + batch_size]), normalize=True)
                   for i in range(0, len(images), batch_size)]
         return torch.cat(chunks).numpy().astype(np.float32) if chunks else np.zeros((0, self.dim), np.float32)
+
+    @torch.inference_mode()
+    def encode_images_and_patches(self, images: Sequence[Radiograph]) -> tuple[np.ndarray, np.ndarray]:
+        """Joint vectors (B, dim) and the image tower's last feature map (B, channels, rows, cols), one pass.
+
+        The feature map is what the fusion module's query reads (its patch tokens); it comes from the frozen
+        trunk, so it does not change when the projection heads are retrained. Only convolutional timm towers
+        (the default EfficientNet-Lite0) have a grid here; other towers raise ``NotImplementedError``.
+        """
+        visual = self.model.visual
+        trunk = getattr(visual, "trunk", None)
+        if not images:
+            return np.zeros((0, self.dim), np.float32), np.zeros((0, 0, 0, 0), np.float32)
+        if trunk is None or not hasattr(trunk, "forward_features"):
+            raise NotImplementedError(f"{self.source}: patch features need an open_clip timm image tower")
+        feature_map = trunk.forward_features(self.pixels(images))
+        if feature_map.ndim != 4:
+            raise NotImplementedError(f"{self.source}: the image tower gives {tuple(feature_map.shape)} features, "
+                                      "not a (channels, rows, cols) grid")
+        vectors = nn_functional.normalize(visual.head(trunk.forward_head(feature_map)), dim=-1)
+        return vectors.numpy().astype(np.float32), feature_map.numpy().astype(np.float32)
+
+    def encode_patches(self, images: Sequence[Radiograph], batch_size: int = 32) -> np.ndarray:
+        """(B, channels, rows, cols) image-tower feature maps: the fusion module's image tokens."""
+        chunks = [self.encode_images_and_patches(images[i:i + batch_size])[1]
+                  for i in range(0, len(images), batch_size)]
+        return np.concatenate(chunks) if chunks else np.zeros((0, 0, 0, 0), np.float32)
 
     @torch.inference_mode()
     def encode_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:

@@ -30,7 +30,8 @@ over the text tokens):
 - the fused query vector: the query tokens after the cross-attention over all the evidence (and an MLP),
   pooled with the same w;
 - sentence score e = <W fused, evidence e> / sqrt(d): it depends on all the evidence through the fused
-  vector (the query has read everything before it picks sentences).
+  vector (the query has read everything before it picks sentences); plus, with ``sentence_similarity``,
+  a learned scale times the raw cosine of the sentence with its closest query text token.
 """
 
 from __future__ import annotations
@@ -81,6 +82,10 @@ class FusionConfig:
     """Initial temperature of the cross-attention softmax; it is learned (as a log-temperature)."""
     attention_dropout: float = 0.1
     dropout: float = 0.1
+    sentence_similarity: bool = True
+    """Add the raw cosine between the query's text tokens and each sentence (the best token), times a learned
+    scale, to the sentence scores: the module starts from what retrieval already knows and learns the rest.
+    Needs text_dim == evidence_dim (one text encoder on both sides)."""
     ib_beta: dict[str, float] = dataclasses.field(default_factory=dict)
     """Information-bottleneck weight per "query modality/evidence modality" pair, e.g.
     ``{"image/PubmedArticle": 1e-3}``; pairs left out, or 0, have no bottleneck."""
@@ -94,6 +99,9 @@ class FusionConfig:
             raise ValueError(f"positions {self.positions!r} is not one of {POSITION_KINDS}")
         if not {"image", "text"} <= set(self.query_modalities):
             raise ValueError(f"query_modalities {self.query_modalities} must include 'image' and 'text'")
+        if self.sentence_similarity and self.text_dim != self.evidence_dim:
+            raise ValueError(f"sentence_similarity needs text_dim == evidence_dim, not {self.text_dim} and "
+                             f"{self.evidence_dim}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be positive, not {self.temperature}")
         pairs = {f"{q}/{e}" for q in self.query_modalities for e in self.evidence_modalities}
@@ -453,6 +461,13 @@ class FusionOutput:
     """() beta-weighted bottleneck KL, to add to the loss; None when every beta is 0."""
 
 
+def text_similarity(batch: FusionBatch) -> Tensor:
+    """(B, E) cosine of each evidence sentence with its closest query text token; 0 for a query without text."""
+    cosine = torch.einsum("btd,bed->bte", F.normalize(batch.text, dim=-1), F.normalize(batch.evidence, dim=-1))
+    best = cosine.masked_fill(~batch.text_mask[:, :, None], -torch.inf).amax(dim=1)
+    return torch.where(batch.text_mask.any(1, keepdim=True), best, torch.zeros_like(best))
+
+
 class CrossAttentionFusion(nn.Module):
     """Query tokens (image patches, text) -> self-attention -> cross-attention to evidence -> scores."""
 
@@ -476,6 +491,7 @@ class CrossAttentionFusion(nn.Module):
         self.mlp_norm, self.mlp = nn.LayerNorm(d), MLP(config)
         self.final_norm = nn.LayerNorm(d)
         self.sentence_query = nn.Linear(d, d)
+        self.similarity_scale = nn.Parameter(torch.tensor(5.0)) if config.sentence_similarity else None
         rows, cols = torch.meshgrid(torch.arange(config.grid[0]), torch.arange(config.grid[1]), indexing="ij")
         self.register_buffer("grid_positions", torch.stack([rows.flatten(), cols.flatten()], -1), persistent=False)
         for module in self.modules():
@@ -538,6 +554,8 @@ class CrossAttentionFusion(nn.Module):
         query = query + self.mlp(self.mlp_norm(query))
         fused = torch.einsum("bq,bqd->bd", weights, self.final_norm(query))
         sentence_scores = torch.einsum("bd,bed->be", self.sentence_query(fused), evidence) / math.sqrt(fused.shape[-1])
+        if self.similarity_scale is not None:
+            sentence_scores = sentence_scores + self.similarity_scale * text_similarity(batch)
         attention_mean = read.probs.mean(1)
         patches = self.config.patches
         return FusionOutput(

@@ -4,7 +4,8 @@ Streaming and bounded: records flow through in batches, so memory stays flat on 
 Idempotent and resumable: ids are deterministic and each object stores a hash of its content and
 encoders, so a re-run (also after kill -9) skips what is already stored and writes only the rest.
 Reports (their text) and imaging cases (their image) also get the ``joint`` vector of the image-text
-space when a joint model is available; articles stay text-only.
+space when a joint model is available; articles stay text-only. Every object also stores the text
+vector of each of its ``sentences`` (``sentence_vectors``, float16) for the fusion reranker.
 One bad record is reported with its file, record and reason; the run goes on.
 """
 
@@ -35,11 +36,23 @@ from medrag.ingest.image import NotARadiograph
 from medrag.ingest.prepare import CasePreparer, Prepared, prepare_article, prepare_report
 from medrag.ingest.secrets import deid_key
 from medrag.ingest.text_deid import TextScrubber
-from medrag.store import ARTICLES, CASES, JOINT_VECTOR, REPORTS, TEXT_VECTOR, Record, Store
+from medrag.store import (
+    ARTICLES,
+    CASES,
+    JOINT_VECTOR,
+    REPORTS,
+    SENTENCE_VECTORS,
+    TEXT_VECTOR,
+    Record,
+    Store,
+    pack_vectors,
+)
 
 Loaded = SourceRecord | Problem
 JOINT_COLLECTIONS = (REPORTS, CASES)
 """Collections that get a ``joint`` vector: reports from their text, cases from their image."""
+SENTENCE_VECTORS_MARK = "sentence-vectors:v1"
+"""Part of every content hash: bump it when how ``sentence_vectors`` are made changes, and re-ingest re-encodes."""
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +193,8 @@ class Ingestor:
     def _content_hash(self, item: Prepared) -> str:
         # The joint model is part of the hash only where it encodes: a new one re-encodes reports and cases,
         # never the (many) articles.
-        encoders = [self.encoder_id]
+        # "sentence-vectors:v1": objects stored before sentence vectors existed hash differently and are re-encoded.
+        encoders = [self.encoder_id, SENTENCE_VECTORS_MARK]
         if item.collection in JOINT_COLLECTIONS and self.joint_id:
             encoders.append(self.joint_id)
         payload = json.dumps([*encoders, item.properties], sort_keys=True, default=str)
@@ -197,6 +211,12 @@ class Ingestor:
             raise ValueError(f"{collection}: a prepared case has no image to encode")
         return self.joint_encoder.encode_images(images)
 
+    def _sentence_vectors(self, items: list[Prepared]) -> list[np.ndarray]:
+        """Per item, the text vectors of its ``sentences`` (row i = sentence i): all items in one encoder batch."""
+        counts = [len(item.properties["sentences"]) for item in items]
+        every = self.text_encoder.encode([sentence for item in items for sentence in item.properties["sentences"]])
+        return np.split(every.reshape(-1, self.text_encoder.dim), np.cumsum(counts)[:-1])
+
     def _write(self, collection: str, prepared: list[Prepared], summary: IngestSummary) -> None:
         latest = {item.source_id: item for item in prepared}  # the same id twice in a batch: last one wins
         hashes = {source_id: self._content_hash(item) for source_id, item in latest.items()}
@@ -209,9 +229,11 @@ class Ingestor:
         joint = self._joint_vectors(collection, changed)
         if joint is not None:
             vectors = [named | {JOINT_VECTOR: vector} for named, vector in zip(vectors, joint, strict=True)]
+        sentence_vectors = self._sentence_vectors(changed)
         records = [
-            Record(item.source_id, {**item.properties, "content_hash": hashes[item.source_id]}, named)
-            for item, named in zip(changed, vectors, strict=True)
+            Record(item.source_id, {**item.properties, "content_hash": hashes[item.source_id],
+                                    SENTENCE_VECTORS: pack_vectors(matrix)}, named)
+            for item, named, matrix in zip(changed, vectors, sentence_vectors, strict=True)
         ]
         report = self.store.upsert(collection, records, tenant=self.tenant, raise_on_failure=False)
         summary.written += report.written

@@ -49,6 +49,11 @@ def _labelled_sentences(sections: list[tuple[str, str]]) -> list[str]:
             for label, text in sections if text for sentence in split_sentences(text)]
 
 
+def _never_empty(sentences: list[str], text: str) -> list[str]:
+    """Every object has at least one sentence (each gets a vector and can be cited): else the text is one."""
+    return sentences or [text]
+
+
 def prepare_article(record: SourceRecord) -> Prepared:
     fields = record.fields
     sections = [(section.get("label") or "", section.get("text") or "") for section in fields.get("sections") or []]
@@ -63,8 +68,9 @@ def prepare_article(record: SourceRecord) -> Prepared:
         "source": record.source,
         "modality": "text",
         "text": f"{title}\n{abstract}".strip(),
-        "sentences": ([f"TITLE: {title}"] if title else []) + _labelled_sentences(sections),
     }
+    properties["sentences"] = _never_empty(
+        ([f"TITLE: {title}"] if title else []) + _labelled_sentences(sections), properties["text"])
     return Prepared(ARTICLES, record.source_id, properties)
 
 
@@ -79,8 +85,9 @@ def prepare_report(record: SourceRecord, scrubber: TextScrubber) -> Prepared:
         "source": record.source,
         "modality": "text",
         "text": "\n".join(f"{name.upper()}: {text}" for name, text in sections.items() if text),
-        "sentences": _labelled_sentences([(name.upper(), text) for name, text in sections.items()]),
     }
+    properties["sentences"] = _never_empty(
+        _labelled_sentences([(name.upper(), text) for name, text in sections.items()]), properties["text"])
     return Prepared(REPORTS, record.source_id, properties)
 
 
@@ -166,10 +173,13 @@ class CasePreparer:
             properties["age"] = age
         described = ", ".join(str(properties[key]) for key in ("modality", "view", "body_part") if key in properties)
         summary = f"Finding: {properties['finding']}." if "finding" in properties else ""
+        text = " ".join(part for part in (note, summary, f"Image: {described}." if described else "") if part)
+        finding = [f"FINDING: {properties['finding']}"] if "finding" in properties else []
         properties |= {
             "note": note,
-            "text": " ".join(part for part in (note, summary, f"Image: {described}." if described else "") if part),
-            "sentences": split_sentences(note),
+            "text": text,
+            # The note's sentences, then the finding: a case without a note still has a citable sentence.
+            "sentences": _never_empty(split_sentences(note) + finding, text),
             "source": source,
         }
         return properties

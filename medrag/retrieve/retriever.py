@@ -19,7 +19,17 @@ from medrag.encode.joint import JointEncoder
 from medrag.encode.text import TextEncoder
 from medrag.ingest.image import Radiograph
 from medrag.retrieve.cache import QueryCache
-from medrag.store import CASES, JOINT_VECTOR, REPORTS, TEXT_VECTOR, Filters, Hit, Store
+from medrag.store import (
+    CASES,
+    JOINT_VECTOR,
+    REPORTS,
+    SENTENCE_VECTORS,
+    TEXT_VECTOR,
+    Filters,
+    Hit,
+    Store,
+    unpack_vectors,
+)
 
 RRF_K = 60
 """The constant of reciprocal-rank fusion; 60 is the value of the original paper and of MedRAG."""
@@ -47,6 +57,21 @@ class Evidence:
     """Rank in each ranking that found it, e.g. ``{"RadiologyReport/hybrid": 1, "RadiologyReport/joint": 4}``."""
     properties: dict[str, Any]
     passages: list[str]
+
+    def sentence_vectors(self, dim: int = 384) -> np.ndarray:
+        """(len(sentences), dim) float32: the text-encoder vector of each stored sentence, stored at ingest."""
+        blob = self.properties.get(SENTENCE_VECTORS)
+        if not blob:
+            raise ValueError(
+                f"{self.collection} {self.source_id} has no {SENTENCE_VECTORS}: it was ingested before they "
+                f"were stored; re-run `medrag ingest ...` on its source (same --tenant) to add sentence vectors"
+            )
+        vectors = unpack_vectors(blob, dim)
+        sentences = self.properties.get("sentences") or []
+        if len(vectors) != len(sentences):
+            raise ValueError(f"{self.collection} {self.source_id}: {len(vectors)} sentence vectors for "
+                             f"{len(sentences)} sentences; re-run `medrag ingest ...` on its source to re-encode")
+        return vectors
 
 
 def rrf_merge(rankings: dict[str, tuple[float, Sequence[Hit]]]) -> list[Evidence]:

@@ -2,9 +2,10 @@
 
 Three collections, one per kind of knowledge: PubMed articles, radiology reports and imaging cases.
 Every object carries its ``source_id`` (PMID, report id, case id), the ``source`` dataset it came
-from, a ``text`` property that BM25 searches, and two vectors we provide: ``text`` (sentence
-encoder) and ``joint`` (the image-text space). All collections are multi-tenant: one tenant per
-hospital, ``default`` for single-site use.
+from, a ``text`` property that BM25 searches, its ``sentences`` (for citations) with one text-encoder
+vector per sentence in ``sentence_vectors`` (a blob, see ``medrag.store.blobs``), and two vectors
+we provide: ``text`` (sentence encoder) and ``joint`` (the image-text space). All collections are
+multi-tenant: one tenant per hospital, ``default`` for single-site use.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ CASES = "ImagingCase"
 TEXT_VECTOR = "text"
 JOINT_VECTOR = "joint"
 VECTORS = (TEXT_VECTOR, JOINT_VECTOR)
+SENTENCE_VECTORS = "sentence_vectors"
+"""The blob property holding one text-encoder vector per stored sentence."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +56,8 @@ COMMON_FIELDS = (
     _keyword("source", "dataset or feed the object came from"),
     _prose("text", "the text BM25 searches and the text vector encodes"),
     Field("sentences", DataType.TEXT_ARRAY, description="sentences of the text, 'SECTION: sentence', for citations"),
+    Field(SENTENCE_VECTORS, DataType.BLOB,
+          description="text-encoder vectors of `sentences`, float16 little-endian, base64; row i = sentence i"),
     Field("year", DataType.INT, description="publication or study year"),
     _keyword("modality", "text, CR, DX, ..."),
     _keyword("content_hash", "hash of what was stored and how it was encoded; unchanged input is skipped"),

@@ -98,6 +98,8 @@ class Store:
         self.server = server
         self.write_listeners: list[Callable[[str, str], None]] = []
         """Called with (collection, tenant) after each acknowledged write, e.g. to invalidate caches."""
+        self._returned: dict[str, list[str]] = {}
+        """Per collection, the schema fields the server has: what searches and fetches return."""
 
     @classmethod
     def open(cls, config: Config, log: Callable[[str], None] = print) -> Store:
@@ -182,6 +184,7 @@ class Store:
                 for prop in properties:
                     if prop.name not in existing:
                         collection.config.add_property(prop)
+        self._returned.clear()
 
     def create_tenant(self, name: str | None = None, collections: Iterable[str] = COLLECTIONS) -> str:
         """Make a tenant (a hospital) in every collection; a no-op where it exists."""
@@ -285,15 +288,35 @@ class Store:
     def fetch(self, collection: str, source_id: str, *, tenant: str | None = None) -> Hit | None:
         tenant = tenant or self.config.weaviate.tenant
         with self._guard(f"reading {collection}", collection, tenant):
-            found = self._collection(collection, tenant).query.fetch_object_by_id(object_uuid(collection, source_id))
+            found = self._collection(collection, tenant).query.fetch_object_by_id(
+                object_uuid(collection, source_id), return_properties=self._return_properties(collection))
         return None if found is None else self._hit(collection, found)
+
+    def _return_properties(self, collection: str) -> list[str]:
+        """Every schema field the server's collection has, blobs included.
+
+        Weaviate returns every property except blobs unless told which; we name them all so that
+        ``sentence_vectors`` comes back. A collection made before a field was added (and not yet
+        passed through ``ensure_schema``) lacks it, and asking for it would fail the query, so the
+        list is what the server has, read once per collection.
+        """
+        if collection not in self._returned:
+            if collection not in COLLECTIONS:
+                raise StoreError(f"unknown collection {collection!r}; known: {', '.join(COLLECTIONS)}")
+            with self._guard(f"reading the schema of {collection}"):
+                present = {prop.name for prop in self.client.collections.use(collection).config.get().properties}
+            self._returned[collection] = [field.name for field in COLLECTIONS[collection].fields
+                                          if field.name in present]
+        return self._returned[collection]
 
     def _search(self, kind: str, collection: str, tenant: str | None, filters: Filters | None,
                 **arguments: Any) -> list[Hit]:
         tenant = tenant or self.config.weaviate.tenant
+        return_properties = self._return_properties(collection)
         with self._guard(f"{kind} search in {collection}", collection, tenant):
             search = getattr(self._collection(collection, tenant).query, kind)
-            result = search(filters=filters.to_weaviate() if filters else None, **arguments)
+            result = search(filters=filters.to_weaviate() if filters else None, return_properties=return_properties,
+                            **arguments)
         return [self._hit(collection, item) for item in result.objects]
 
     def hybrid(

@@ -226,3 +226,19 @@ def test_bad_configs_and_inputs_are_refused_with_a_reason():
         with pytest.raises(ValueError, match=reason):
             collate([query], SMALL)
 
+
+
+def test_raw_text_similarity_is_the_best_token_cosine_and_zero_without_text():
+    from medrag.fuse.model import text_similarity
+
+    examples = [example(1, (2, 3)), example(2, (1, 2), text=0)]
+    batch = collate(examples, SMALL)
+    similarity = text_similarity(batch)
+    text = torch.nn.functional.normalize(batch.text[0, :2], dim=-1)
+    evidence = torch.nn.functional.normalize(batch.evidence[0, :5], dim=-1)
+    torch.testing.assert_close(similarity[0, :5], (evidence @ text.T).amax(1))
+    assert torch.all(similarity[1] == 0)
+    with pytest.raises(ValueError, match="text_dim == evidence_dim"):
+        dataclasses.replace(SMALL, text_dim=7)
+    plain = dataclasses.replace(SMALL, sentence_similarity=False)
+    assert build(plain).similarity_scale is None and build().similarity_scale is not None
