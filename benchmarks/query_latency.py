@@ -1,9 +1,10 @@
-"""Query latency per stage (prepare, embed, route, search, merge): p50/p95 over real queries, warm.
+"""Query latency per stage (prepare, embed, route, search, merge, fuse): p50/p95 over real queries, warm.
 
 Queries: PubMedQA questions (text only) and covid cases (clinical note + radiograph), each asked
 once after a warm-up, so the R5 caches miss as they would for new questions; then the same
-queries again, to measure what the caches save. Baseline, in the same run: one bare Weaviate
-hybrid query on PubMed articles with a precomputed vector (the floor any search stage pays).
+queries again, to measure what the caches save. Baselines, in the same run: one bare Weaviate
+hybrid query on PubMed articles with a precomputed vector (the floor any search stage pays), and the
+same new queries through an Assistant with fusion off (what the reranker adds).
 
     python benchmarks/query_latency.py --home /tmp/medrag-bench --out benchmarks/results/query_latency.json
 
@@ -84,6 +85,9 @@ def main() -> None:
         first = _run(assistant, queries, args.tenant, "new queries")
         stats_first = assistant.retriever.cache.stats()
         repeated = _run(assistant, queries, args.tenant, "repeated queries")
+        unfused = Assistant(config.replace(fusion=False), store, text_encoder=ingestor.text_encoder,
+                            joint_encoder=ingestor.joint_encoder)
+        without_fusion = _run(unfused, queries, args.tenant, "new queries, fusion off")
         texts = [q["question"] for q in queries if "question" in q]
         baseline = []
         for question, vector in zip(texts, ingestor.text_encoder.encode(texts), strict=True):
@@ -99,8 +103,11 @@ def main() -> None:
         "new_queries": {stage: _percentiles(values) for stage, values in first.items()},
         "repeated_queries": {stage: _percentiles(values) for stage, values in repeated.items()},
         "baseline_bare_hybrid_query": base,
+        "new_queries_fusion_off": {stage: _percentiles(values) for stage, values in without_fusion.items() if values},
         "ratios": {
             "search_p50_over_bare_hybrid_p50": round(_percentiles(first["search"])["p50_ms"] / base["p50_ms"], 2),
+            "fusion_on_total_p50_over_fusion_off_total_p50": round(
+                _percentiles(first["total"])["p50_ms"] / _percentiles(without_fusion["total"])["p50_ms"], 3),
             "repeated_total_p50_over_new_total_p50": round(
                 _percentiles(repeated["total"])["p50_ms"] / _percentiles(first["total"])["p50_ms"], 3)},
         "cache_after_new_queries": stats_first,

@@ -171,7 +171,8 @@ class FusionDataBuilder:
     def _keep(self, evidence: Evidence) -> None:
         key = (evidence.collection, evidence.source_id)
         if key not in self.bank:
-            self.bank[key] = evidence.sentence_vectors(self.config.evidence_dim).astype(np.float16)
+            vectors = evidence.sentence_vectors(self.config.evidence_dim)[: self.config.max_sentences]
+            self.bank[key] = vectors.astype(np.float16)
 
     def _texts(self, question: str | None, note: str | None) -> np.ndarray | None:
         texts = query_sentences(question, note, self.config)
@@ -241,6 +242,10 @@ class FusionDataBuilder:
     def build(self, questions_json: Path | None, metadata_csv: Path | None) -> FusionData:
         items = (self.pubmedqa(questions_json) if questions_json else []) + (
             self.covid(metadata_csv) if metadata_csv else [])
+        read = self.config.max_sentences  # a sentence past it is not read, so it cannot be a target either
+        for item in items:
+            for candidate in item.candidates:
+                candidate.relevant_sentences = [s for s in candidate.relevant_sentences if s < read]
         return FusionData([item for item in items if item.candidates], self.bank)
 
 

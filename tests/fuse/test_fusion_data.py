@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from evaluation.retrieval import covid_cases, report_is_relevant
 from medrag.fuse import FusionConfig, collate, make_targets
-from medrag.fuse.data import FusionData
+from medrag.fuse.data import FusionData, FusionDataBuilder
 from medrag.fuse.reranker import query_sentences
 from medrag.store import ARTICLES, CASES, REPORTS
 
@@ -86,3 +87,11 @@ def test_query_sentences_keep_the_question_first_and_respect_the_token_limit():
     note = "Fever for 3 days. Cough. Oxygen saturation 91%. Crackles at the right base."
     assert query_sentences("Is this pneumonia?", note, config) == ["Is this pneumonia?", "Fever for 3 days.", "Cough."]
     assert query_sentences(None, None, config) == []
+
+
+def test_the_builder_refuses_an_assistant_that_already_reranks(config, store, text_encoder, joint_encoder):
+    from medrag.assistant import Assistant
+
+    fusing = Assistant(config, store, text_encoder=text_encoder, joint_encoder=joint_encoder)
+    with pytest.raises(ValueError, match="fusion off"):
+        FusionDataBuilder(fusing, FusionConfig())
