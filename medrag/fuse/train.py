@@ -120,7 +120,7 @@ def fit(data: FusionData, train: Sequence[FusionItem], validation: Sequence[Fusi
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + float(value.detach()) * len(chunk)
             bar.update()
-            bar.set_postfix(loss=f"{float(terms['total']):.3f}")
+            bar.set_postfix(loss=f"{float(terms['total'].detach()):.3f}")
         score = validation_mrr(model, data, validation)
         history.append({"epoch": epoch, **{name: total / len(train) for name, total in sums.items()},
                         "validation_mrr": score})
