@@ -15,7 +15,6 @@ Metrics, per task:
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,11 +22,13 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from evaluation.outputs import pyplot, save_figure, write_json_and_markdown
+from evaluation.retrieval import rank_metrics
 from medrag.encode.pairs import FINDING_CLASSES
 from medrag.fuse.data import FusionData, FusionItem
 from medrag.fuse.losses import FusionLossConfig
 from medrag.fuse.model import FusionConfig
-from medrag.fuse.train import TrainOptions, fit, predict, split_items
+from medrag.fuse.train import TrainOptions, fit, predict, ranked, split_items
 from medrag.store import CASES
 
 NO_FUSION = "no fusion (retrieval order)"
@@ -75,15 +76,10 @@ TABLE_METRICS = ("hit@1", "hit@5", "precision@5", "mrr", f"sentence_hit@{SENTENC
 """The columns of the Markdown table; the JSON also has MRR per finding class."""
 
 
-def _order(scores: np.ndarray) -> np.ndarray:
-    return np.argsort(-scores, kind="stable")
-
-
 def rerank_metrics(item: FusionItem, scores: np.ndarray) -> dict[str, float]:
-    relevant = [item.candidates[index].relevant for index in _order(scores)]
-    first = next((place for place, hit in enumerate(relevant, 1) if hit), None)
-    return {"hit@1": float(any(relevant[:1])), "hit@5": float(any(relevant[:5])),
-            "precision@5": sum(relevant[:5]) / 5, "mrr": 1.0 / first if first else 0.0}
+    relevant = [candidate.relevant for candidate in ranked(item, scores)]
+    metrics = rank_metrics(relevant, sum(relevant), ks=(1, 5))
+    return {name: metrics[name] for name in ("hit@1", "hit@5", "precision@5", "mrr")}
 
 
 def sentence_hit(item: FusionItem, sentence_scores: Sequence[np.ndarray]) -> float | None:
@@ -99,8 +95,7 @@ def sentence_hit(item: FusionItem, sentence_scores: Sequence[np.ndarray]) -> flo
 def finding_probabilities(item: FusionItem, scores: np.ndarray) -> np.ndarray:
     """Probabilities over ``FINDING_CLASSES`` from the best-ranked labelled cases, each weighted by 1/rank."""
     votes = np.full(len(FINDING_CLASSES), 1e-6)
-    ranked = [item.candidates[index] for index in _order(scores)]
-    cases = [candidate for candidate in ranked if candidate.label in FINDING_CLASSES][:CASES_VOTING]
+    cases = [candidate for candidate in ranked(item, scores) if candidate.label in FINDING_CLASSES][:CASES_VOTING]
     for rank, candidate in enumerate(cases, 1):
         votes[FINDING_CLASSES.index(candidate.label)] += 1.0 / rank
     return votes / votes.sum()
@@ -199,15 +194,10 @@ def render_markdown(report: Mapping[str, Any]) -> str:
 
 def plot_ablation(report: Mapping[str, Any], path: Path, metrics: Sequence[str] = HEADLINE) -> Path:
     """One group of bars per headline metric, one bar per variant, error bars = std over seeds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     results = report["results"]
     names = list(results)
     shown = [metric for metric in metrics if metric.split("/")[1] in results[NO_FUSION].get(metric.split("/")[0], {})]
-    figure, axis = plt.subplots(figsize=(2.6 * len(shown) + 2, 4.5))
+    figure, axis = pyplot().subplots(figsize=(2.6 * len(shown) + 2, 4.5))
     width = 0.8 / len(names)
     for index, name in enumerate(names):
         cells = [results[name][metric.split("/")[0]][metric.split("/")[1]] for metric in shown]
@@ -216,16 +206,9 @@ def plot_ablation(report: Mapping[str, Any], path: Path, metrics: Sequence[str] 
     axis.set_xticks(np.arange(len(shown)) + 0.4 - width / 2, shown)
     axis.set(ylabel="held-out score", title="fusion ablation (mean ± std over seeds)")
     axis.legend(fontsize=7, loc="lower right")
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 def write_ablation(report: Mapping[str, Any], out_dir: Path) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    json_path, markdown_path = out_dir / "ablation.json", out_dir / "ablation.md"
-    json_path.write_text(json.dumps(report, indent=2) + "\n")
-    markdown_path.write_text(render_markdown(report))
-    return [json_path, markdown_path, plot_ablation(report, out_dir / "ablation.png")]
+    return [*write_json_and_markdown(report, render_markdown(report), out_dir, "ablation"),
+            plot_ablation(report, out_dir / "ablation.png")]

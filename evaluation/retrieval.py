@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from evaluation.outputs import pyplot, save_figure, write_json_and_markdown
 from medrag.config import Config
 from medrag.encode.joint import JointEncoder
 from medrag.encode.pairs import covid_pairs, finding_class, patient_groups, split
@@ -479,14 +480,9 @@ def _covid_markdown(covid: Mapping[str, Any]) -> list[str]:
 
 def plot_alpha_sweep(report: Mapping[str, Any], path: Path) -> Path:
     """recall@1/5/10 and MRR of hybrid search against alpha (0 = BM25 only, 1 = dense only)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     qa = report["pubmedqa"]
     alphas = [row["alpha"] for row in qa["alpha_sweep"]]
-    figure, axes = plt.subplots(figsize=(6, 4))
+    figure, axes = pyplot().subplots(figsize=(6, 4))
     lowest = 1.0
     for name in (*(f"recall@{k}" for k in KS), "mrr"):
         values = [row[name] for row in qa["alpha_sweep"]]
@@ -497,16 +493,10 @@ def plot_alpha_sweep(report: Mapping[str, Any], path: Path) -> Path:
              title=f"hybrid search on {Path(qa['file']).name} ({qa['questions']} questions)")
     axes.axvline(qa["best_alpha"], color="grey", linestyle=":", label="best alpha (recall@5)")
     axes.legend(loc="lower left")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 def write_report(report: Mapping[str, Any], out_dir: Path) -> list[Path]:
     """``retrieval.json``, ``retrieval.md`` and ``retrieval_alpha.png`` in ``out_dir``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    json_path, markdown_path = out_dir / "retrieval.json", out_dir / "retrieval.md"
-    json_path.write_text(json.dumps(report, indent=2) + "\n")
-    markdown_path.write_text(render_markdown(report))
-    return [json_path, markdown_path, plot_alpha_sweep(report, out_dir / "retrieval_alpha.png")]
+    return [*write_json_and_markdown(report, render_markdown(report), out_dir, "retrieval"),
+            plot_alpha_sweep(report, out_dir / "retrieval_alpha.png")]

@@ -21,6 +21,7 @@ from sklearn.metrics import (
     log_loss,
 )
 
+from evaluation.outputs import save_figure
 from medrag.config import Config
 from medrag.encode.text import TextEncoder
 from medrag.route.labelled import LabelledQuery, read_queries
@@ -48,18 +49,10 @@ def intent_metrics(true: Sequence[str], probabilities: np.ndarray, intents: Sequ
 
 
 def save_confusion_matrix(metrics: dict[str, Any], path: Path, title: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     display = ConfusionMatrixDisplay(np.array(metrics["confusion_matrix"]), display_labels=metrics["intents"])
     display.plot(cmap="Blues", colorbar=False)
     display.ax_.set_title(f"{title}\naccuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}")
-    display.figure_.tight_layout()
-    display.figure_.savefig(path, dpi=120)
-    plt.close(display.figure_)
-    return path
+    return save_figure(display.figure_, path)
 
 
 def primary_source_recall(queries: Sequence[LabelledQuery], routes: Sequence[Route], router: Router) -> float:

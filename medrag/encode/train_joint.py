@@ -23,6 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 from evaluation.joint import retrieval_metrics, zero_shot_auc
+from evaluation.outputs import pyplot, save_figure
 from medrag.config import Config
 from medrag.encode.joint import (
     PARTIAL_CONFIG,
@@ -243,17 +244,10 @@ def save_checkpoint(model: nn.Module, heads: Heads, folder: Path, card: dict[str
 
 
 def plot_losses(losses: list[float], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(6, 3.5))
+    figure, axis = pyplot().subplots(figsize=(6, 3.5))
     axis.plot(range(1, len(losses) + 1), losses)
     axis.set(xlabel="epoch", ylabel="training loss", title="Joint space (LiT heads): CLIP loss")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def train_joint(config: Config, data_dir: Path, out: Path, options: TrainOptions) -> dict[str, Any]:

@@ -61,10 +61,6 @@ class FusionReranker:
         model, card = load_checkpoint(path)
         return cls(model, f"{path} ({card.get('name', 'medrag fusion')})")
 
-    @property
-    def image_grid(self) -> tuple[int, int]:
-        return self.model.config.grid
-
     @torch.inference_mode()
     def __call__(self, text: np.ndarray | None, image: np.ndarray | None,
                  candidates: Sequence[tuple[np.ndarray, str]], *, selected: int = SENTENCES_SELECTED) -> Fused:

@@ -19,9 +19,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from evaluation.outputs import pyplot, save_figure
+from evaluation.retrieval import rank_metrics
 from medrag.encode.pairs import split
 from medrag.fuse.checkpoint import save_checkpoint
-from medrag.fuse.data import FusionData, FusionItem
+from medrag.fuse.data import Candidate, FusionData, FusionItem
 from medrag.fuse.losses import FusionLossConfig, fusion_loss, make_targets
 from medrag.fuse.model import CrossAttentionFusion, FusionConfig, collate
 
@@ -78,16 +80,15 @@ def predict(model: CrossAttentionFusion, data: FusionData, items: Sequence[Fusio
     return predictions
 
 
-def reciprocal_rank(scores: np.ndarray, relevant: Sequence[bool]) -> float:
-    """1 / rank of the first relevant candidate under ``scores`` (ties broken by retrieval order); 0 if none."""
-    order = np.argsort(-scores, kind="stable")
-    ranks = [place for place, index in enumerate(order, 1) if relevant[index]]
-    return 1.0 / ranks[0] if ranks else 0.0
+def ranked(item: FusionItem, scores: np.ndarray) -> list[Candidate]:
+    """The item's candidates by descending score; ties keep the retrieval order."""
+    return [item.candidates[index] for index in np.argsort(-scores, kind="stable")]
 
 
 def validation_mrr(model: CrossAttentionFusion, data: FusionData, items: Sequence[FusionItem]) -> float:
+    """Mean reciprocal rank of the first relevant candidate under the model's scores (0 without items)."""
     scored = predict(model, data, items)
-    return float(np.mean([reciprocal_rank(scores, [c.relevant for c in item.candidates])
+    return float(np.mean([rank_metrics([c.relevant for c in ranked(item, scores)], 1, ks=())["mrr"]
                           for item, (scores, _) in zip(items, scored, strict=True)])) if items else 0.0
 
 
@@ -135,24 +136,15 @@ def fit(data: FusionData, train: Sequence[FusionItem], validation: Sequence[Fusi
 
 def plot_history(history: Sequence[dict[str, float]], path: Path) -> Path:
     """Training loss terms and validation MRR per epoch, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     epochs = [row["epoch"] for row in history]
-    figure, (losses, mrr) = plt.subplots(1, 2, figsize=(10, 4))
+    figure, (losses, mrr) = pyplot().subplots(1, 2, figsize=(10, 4))
     for name in ("total", "rerank", "attention", "sentence"):
         losses.plot(epochs, [row[name] for row in history], marker="o", label=name)
     losses.set(xlabel="epoch", ylabel="training loss", title="fusion training loss")
     losses.legend()
     mrr.plot(epochs, [row["validation_mrr"] for row in history], marker="o", color="tab:green")
     mrr.set(xlabel="epoch", ylabel="MRR", title="validation rerank MRR")
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 def train_fusion(data: FusionData, out: Path, options: TrainOptions | None = None, *,
