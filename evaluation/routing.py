@@ -32,6 +32,7 @@ def intent_metrics(true: Sequence[str], probabilities: np.ndarray, intents: Sequ
                    origins: Sequence[str]) -> dict[str, Any]:
     """Accuracy (overall and per data origin), balanced accuracy, macro-F1, log loss, confusion matrix."""
     predicted = [intents[index] for index in probabilities.argmax(axis=1)]
+    order = np.argsort(list(intents))  # log_loss reads the columns in sorted label order
     matrix = confusion_matrix(true, predicted, labels=list(intents))
     by_origin: dict[str, list[bool]] = {}
     for origin, truth, guess in zip(origins, true, predicted, strict=True):
@@ -40,8 +41,9 @@ def intent_metrics(true: Sequence[str], probabilities: np.ndarray, intents: Sequ
         "queries": len(true),
         "accuracy": float(accuracy_score(true, predicted)),
         "balanced_accuracy": float(balanced_accuracy_score(true, predicted)),
-        "macro_f1": float(f1_score(true, predicted, labels=list(intents), average="macro")),
-        "log_loss": float(log_loss(true, probabilities, labels=list(intents))),
+        "macro_f1": float(f1_score(true, predicted, labels=list(intents), average="macro", zero_division=0)),
+        "log_loss": float(log_loss(true, probabilities[:, order] / probabilities.sum(1, keepdims=True),
+                                   labels=sorted(intents))),
         "intents": list(intents),
         "confusion_matrix": matrix.tolist(),
         "accuracy_by_origin": {origin: float(np.mean(hits)) for origin, hits in sorted(by_origin.items())},

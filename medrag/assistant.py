@@ -2,16 +2,20 @@
 
     from medrag import Assistant
     with Assistant.local() as assistant:
-        result = assistant.search(question="Is there a pleural effusion?", image="study.dcm")
-        print(result.route.reason)
-        for item in result.evidence:
-            print(item.collection, item.source_id, item.passages)
+        answer = assistant.ask(question="Is there a pleural effusion?", note="Dyspnoea.", image="study.dcm")
+        print(answer.text)                      # each sentence cites its evidence: "... [1]."
+        for citation in answer.citations:       # [1] -> the source id and the exact sentence
+            print(citation.number, citation.source_id, citation.sentence)
+        report = answer.to_fhir()               # FHIR R4 DiagnosticReport, preliminary, AI-asserted
+
+``search`` stops before the answer and returns the ranked evidence. One Assistant serves many threads.
 
 Every request is de-identified first (``QueryPreparer``); then routed (``Router``), embedded once
 (the same text vector serves routing and retrieval), searched and merged (``Retriever``), and the
 candidates reranked by the fusion module, which also picks the evidence sentences and says where it
-looked (``FusionReranker``). Models load once per Assistant; the joint image model only when the first
-image arrives.
+looked (``FusionReranker``); the answer is written from those sentences (``AnswerWriter``). Models load
+once per Assistant; the joint image model when the first image arrives, the language model at the first
+generative answer.
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,7 +36,10 @@ from medrag.config import Config, load_config
 from medrag.encode.joint import JointEncoder
 from medrag.encode.text import TextEncoder
 from medrag.fuse.reranker import FusionReranker, query_sentences
+from medrag.generate.answer import Answer
+from medrag.generate.writer import AnswerWriter, resolve_mode
 from medrag.ingest.dicom_deid import DicomDeidentifier
+from medrag.ingest.pipeline import Ingestor, IngestSummary
 from medrag.ingest.query_input import ImageInput, QueryInput, QueryPreparer
 from medrag.ingest.secrets import deid_key
 from medrag.retrieve.cache import QueryCache
@@ -143,6 +152,10 @@ class Assistant:
         self.retriever = Retriever(store, self.text_encoder, joint_encoder, cache)
         self.router = Router.load(config, self.text_encoder.encode)
         self.prepare = QueryPreparer(DicomDeidentifier(deid_key(config)))
+        self.writer = AnswerWriter(config, self.retriever.text_vectors, self.text_encoder.dim)
+        # One request at a time through the models: torch already uses every core for one request, and the
+        # query cache and the lazily loaded models are not meant for concurrent writers.
+        self._lock = threading.RLock()
 
     @classmethod
     def local(cls, config: Config | None = None, **models: Any) -> Assistant:
@@ -184,6 +197,67 @@ class Assistant:
         """Loaded when the first image arrives: text-only use never pays for the image tower."""
         return self._given_joint or JointEncoder.load(self.config.joint_model)
 
+    def ask(self, question: str | None = None, note: str | None = None, image: ImageInput | None = None, *,
+            filters: Filters | None = None, tenant: str | None = None, mode: str | None = None, k: int = 10,
+            hints: Hints | None = None, on_token: Callable[[str], None] | None = None) -> Answer:
+        """Answer a request with cited evidence.
+
+        ``image``: a DICOM or PNG/JPEG path, bytes, or a pydicom Dataset (de-identified before use).
+        ``mode``: "extractive" quotes the best evidence sentences; "generative" lets the language model write
+        (``on_token`` receives the text as it streams) and keeps only sentences the evidence supports; "auto"
+        (default ``config.answer_mode``) takes the routing table's choice for the query's intent.
+        Raises ValueError for an empty query, an unreadable image or an unknown mode, and UnknownTenant.
+        """
+        request = {"question": question, "note": note, "image": image, "hints": hints}
+        return self.ask_batch([request], filters=filters, tenant=tenant, mode=mode, k=k, on_token=on_token)[0]
+
+    def ask_batch(self, requests: Sequence[Mapping[str, Any]], *, filters: Filters | None = None,
+                  tenant: str | None = None, mode: str | None = None, k: int = 10,
+                  on_token: Callable[[str], None] | None = None) -> list[Answer]:
+        """Many requests (dicts of question/note/image/hints) searched as one batch, then answered in order."""
+        mode = mode or self.config.answer_mode
+        resolve_mode(mode, None)  # an unknown mode fails before any work
+        with self._lock:
+            answers = [self.writer(result, mode, on_token)
+                       for result in self.search_batch(requests, filters=filters, tenant=tenant, k=k)]
+        for answer in answers:
+            answer.models = {**self.models(answer.search), **answer.models}
+        return answers
+
+    def models(self, result: SearchResult | None = None) -> dict[str, str]:
+        """Which model does each job (for the audit trail of an answer)."""
+        names = {"text_encoder": str(self.text_encoder.model_path),
+                 "router": f"{self.config.router_model or 'intent-minilm (committed)'}, logistic regression over "
+                           f"{self.router.classifier.card.get('text_model', 'text')} embeddings"}
+        if result is None or result.query.image is not None:
+            names["joint_encoder"] = self.joint_encoder.source
+        if self.reranker is not None:
+            names["fusion"] = self.reranker.source
+        return names
+
+    def ingest_pubmed(self, paths: Iterable[str | Path], *, mapping: str | Path | None = None,
+                      tenant: str | None = None, progress: bool = False) -> IngestSummary:
+        """MEDLINE/PubMed XML, PubTator or PubMedQA JSON files or folders (as ``medrag ingest pubmed``)."""
+        return self._ingestor(tenant, progress, joint=False).pubmed([Path(path) for path in paths], mapping=mapping)
+
+    def ingest_reports(self, paths: Iterable[str | Path], *, mapping: str | Path | None = None,
+                       tenant: str | None = None, progress: bool = False) -> IngestSummary:
+        """Open-i/IU ecgen XML (also inside .tgz) or CSV reports (as ``medrag ingest reports``)."""
+        return self._ingestor(tenant, progress).reports([Path(path) for path in paths], mapping=mapping)
+
+    def ingest_images(self, paths: Iterable[str | Path], *, notes: str | Path | None = None,
+                      mapping: str | Path | None = None, tenant: str | None = None,
+                      progress: bool = False) -> IngestSummary:
+        """DICOM files or folders, PNG/JPEG images and image+note CSVs (as ``medrag ingest images``)."""
+        return self._ingestor(tenant, progress).images([Path(path) for path in paths],
+                                                       notes=Path(notes) if notes else None, mapping=mapping)
+
+    def _ingestor(self, tenant: str | None, progress: bool, joint: bool = True) -> Ingestor:
+        """An ingestor sharing this Assistant's encoders (articles carry no joint vector)."""
+        return Ingestor(self.config, self.store, text_encoder=self.text_encoder,
+                        joint_encoder=self.joint_encoder if joint else None, joint=joint, tenant=tenant,
+                        progress=progress)
+
     def search(self, question: str | None = None, note: str | None = None, image: ImageInput | None = None, *,
                filters: Filters | None = None, tenant: str | None = None, k: int = 10,
                hints: Hints | None = None) -> SearchResult:
@@ -196,6 +270,11 @@ class Assistant:
         """Many requests (dicts of question/note/image/hints): one embedding call for the texts not cached yet,
         one for all images, one routing call; then a search per request. Shared stages are split evenly in the
         timings."""
+        with self._lock:
+            return self._search_batch(requests, filters, tenant, k)
+
+    def _search_batch(self, requests: Sequence[Mapping[str, Any]], filters: Filters | None, tenant: str | None,
+                      k: int) -> list[SearchResult]:
         watch = _Stopwatch()
         with watch.stage("prepare"):
             prepared = [self.prepare(r.get("question"), r.get("note"), r.get("image")) for r in requests]
@@ -254,7 +333,7 @@ class Assistant:
             return
         texts = query_sentences(result.query.question, result.query.note, self.reranker.model.config)
         text = self.retriever.text_vectors(texts) if texts else None
-        fused = self.reranker(text, feature_map, candidates)
+        fused = self.reranker(text, feature_map, candidates, selected=self.config.evidence_sentences)
         keep = fused.order[:k]
         place = {index: position for position, index in enumerate(keep)}
         for index in keep:

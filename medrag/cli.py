@@ -119,17 +119,52 @@ def _ask(args: argparse.Namespace) -> int:
         return 2
     filters = Filters(year_from=args.year_from, year_to=args.year_to) if args.year_from or args.year_to else None
     hints = Hints(sources=tuple(args.source or ()), intent=args.intent)
+    stream = args.stream and not args.json
+
+    def show(piece: str) -> None:
+        print(piece, end="", flush=True)
+
     with Assistant.local(args.config) as assistant:
         try:
-            result = assistant.search(args.question, args.note, args.image, filters=filters, tenant=args.tenant,
-                                      k=args.k, hints=hints)
-        except ValueError as error:  # unreadable image, not a radiograph, unknown tenant, empty query
+            if args.evidence_only:
+                result = assistant.search(args.question, args.note, args.image, filters=filters,
+                                          tenant=args.tenant, k=args.k, hints=hints)
+            else:
+                result = assistant.ask(args.question, args.note, args.image, filters=filters, tenant=args.tenant,
+                                       k=args.k, hints=hints, mode=args.mode, on_token=show if stream else None)
+        except ValueError as error:  # unreadable image, not a radiograph, unknown tenant, empty query, bad mode
             print(f"medrag: error: {error}", file=sys.stderr)
             return 2
-    if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
-        return 0
-    print(result.render(explain=args.explain))
+    if stream and not args.evidence_only and result.tokens:
+        print("\n(grounding check applied below)")
+    print(json.dumps(result.to_dict(), indent=2) if args.json else result.render(explain=args.explain))
+    return 0
+
+
+def _train_decision(args: argparse.Namespace) -> int:
+    from medrag.assistant import Assistant
+    from medrag.generate.decision import DEFAULT_MODEL
+    from medrag.generate.train_decision import train_decision
+
+    questions = args.questions or (args.data_dir or args.config.data_dir) / "pubmed" / "pubmedqa_pqal_dev.json"
+    out = args.out or DEFAULT_MODEL
+    with Assistant.local(args.config) as assistant:
+        card = train_decision(assistant, questions, out, tenant=args.tenant, seed=args.seed,
+                              progress=not args.no_progress)
+    metrics = card["cross_validation"]["metrics"]
+    print(f"cross-validated accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f} "
+          f"(majority baseline {card['majority_baseline_accuracy']:.3f}); model, card and confusion matrix in {out}")
+    return 0
+
+
+def _eval_answers(args: argparse.Namespace) -> int:
+    from evaluation.answers import evaluate_answers, render_markdown
+    from medrag.assistant import Assistant
+
+    with Assistant.local(args.config) as assistant:
+        report = evaluate_answers(assistant, args.questions, tenant=args.tenant, generate=args.generate,
+                                  out_dir=args.out, progress=not args.no_progress)
+    print(render_markdown(report))
     return 0
 
 
@@ -271,12 +306,17 @@ def build_parser() -> argparse.ArgumentParser:
                                  help="accept images flagged BurnedInAnnotation=YES (check the pixels first)")
         command.set_defaults(run=_ingest)
 
-    ask = commands.add_parser("ask", help="route a question/note/image and show the ranked evidence")
+    ask = commands.add_parser("ask", help="answer a question/note/image with cited evidence")
     ask.add_argument("--question", help="the question")
     ask.add_argument("--note", help="clinical note (de-identified before use)")
     ask.add_argument("--image", type=Path, help="chest radiograph: DICOM (de-identified before use), PNG or JPEG")
     ask.add_argument("--explain", action="store_true", help="show the route, its reason, models and timings")
     ask.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    ask.add_argument("--mode", choices=("auto", "extractive", "generative"),
+                     help="extractive quotes the evidence; generative lets the language model write; auto (default, "
+                          "config answer_mode) follows the routing table")
+    ask.add_argument("--stream", action="store_true", help="print generated text as it is written")
+    ask.add_argument("--evidence-only", action="store_true", help="stop after the search: the ranked evidence")
     ask.add_argument("-k", type=int, default=10, help="how many evidence items (default 10)")
     ask.add_argument("--tenant", help="tenant (hospital) to search; default from the config")
     ask.add_argument("--source", action="append", choices=("PubmedArticle", "RadiologyReport", "ImagingCase"),
@@ -306,6 +346,13 @@ def build_parser() -> argparse.ArgumentParser:
     fusion.add_argument("--questions", type=Path, help="PubMedQA-format JSON (default: the shared dev set)")
     _fusion_data_options(fusion)
     fusion.set_defaults(run=_train_fusion)
+
+    decision = _training_command(train, "decision", "the yes/no/maybe model on PubMedQA questions searched in --tenant "
+                                 "(ingest them first: `medrag eval retrieval` or `medrag ingest pubmed`)")
+    decision.add_argument("--questions", type=Path, help="PubMedQA-format JSON (default: the shared dev set)")
+    decision.add_argument("--tenant", default="eval", help="tenant holding the abstracts (default eval)")
+    decision.add_argument("--no-progress", action="store_true", help="no progress bar")
+    decision.set_defaults(run=_train_decision)
 
     evaluate = commands.add_parser("eval", help="evaluation on a named dataset").add_subparsers(
         dest="task", required=True, metavar="TASK")
@@ -338,6 +385,17 @@ def build_parser() -> argparse.ArgumentParser:
     eval_ablate.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     eval_ablate.add_argument("--out", type=Path, help="folder for the table and the bar chart")
     eval_ablate.set_defaults(run=_eval_ablate)
+
+    eval_answers = evaluate.add_parser(
+        "answers", help="yes/no/maybe accuracy and macro-F1 (extractive vs generative), citation precision, "
+        "supported sentences, insufficient-evidence rate, tokens/s on a PubMedQA-format file")
+    eval_answers.add_argument("questions", type=Path, help="PubMedQA-format JSON whose abstracts are in --tenant")
+    eval_answers.add_argument("--tenant", default="eval", help="tenant holding the abstracts (default eval)")
+    eval_answers.add_argument("--generate", type=int, default=50,
+                              help="questions answered in full generative mode (about 6 s each; default 50)")
+    eval_answers.add_argument("--out", type=Path, help="folder for answers.json, answers.md and the plots")
+    eval_answers.add_argument("--no-progress", action="store_true", help="no progress bars")
+    eval_answers.set_defaults(run=_eval_answers)
 
     server = commands.add_parser("server", help="the embedded Weaviate server").add_subparsers(
         dest="server_command", required=True, metavar="ACTION"

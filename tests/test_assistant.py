@@ -14,19 +14,6 @@ from medrag.store import ARTICLES, CASES, REPORTS, Filters
 from medrag.store.errors import UnknownTenant
 
 
-@pytest.fixture(scope="module")
-def assistant(config, store, text_encoder, joint_encoder) -> Assistant:
-    return Assistant(config, store, text_encoder=text_encoder, joint_encoder=joint_encoder)
-
-
-@pytest.fixture(scope="module")
-def knowledge(store, fill_demo_knowledge) -> str:
-    """One tenant for the module, filled once: the tests only read it."""
-    tenant = store.create_tenant(f"assistant-{uuid.uuid4().hex[:8]}")
-    fill_demo_knowledge(tenant, 40)
-    return tenant
-
-
 def test_a_literature_question_is_routed_to_pubmed_and_finds_its_abstract(assistant, knowledge, pubmedqa):
     pmid, entry = list(pubmedqa.items())[5]
     result = assistant.search(question=entry["QUESTION"], tenant=knowledge, k=5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -76,6 +77,9 @@ def test_demo_ingests_the_demo_knowledge_base_and_searches_it(tmp_path):
     literature, _, image_and_note = out.split("Literature question:")[1].partition("Chest radiograph siim-cr")
     assert "Route: literature" in literature
     assert "[1] PubmedArticle 17323047" in literature, "the question's own abstract comes first"
+    assert re.search(r"^Answer \((extractive|generative)\): .*\[1\]", literature, re.MULTILINE), literature
+    assert re.search(r"^  \[1\] PubMed 17323047: ", literature, re.MULTILINE), "the answer cites that abstract"
+    assert re.search(r"^  \[1\] (report|case) \S+: ", image_and_note, re.MULTILINE), "cited report or case"
     assert "Route: clinical" in image_and_note
     assert "the image by the joint vector" in image_and_note
     assert re.search(r"\[\d\] ImagingCase .*COVID-19", image_and_note), "a covid case is among the evidence"
@@ -90,6 +94,11 @@ def test_demo_ingests_the_demo_knowledge_base_and_searches_it(tmp_path):
     assert "Route: literature" in asked.stdout and "Searching PubMed articles" in asked.stdout
     assert re.search(r"^\[1\] PubmedArticle 17323047", asked.stdout, re.MULTILINE), asked.stdout
     assert "timings: prepare" in asked.stdout
+
+    as_json = medrag("ask", "--question", "Is treatment of ventilator-associated pneumonia delayed at night?",
+                     "--json", "--mode", "extractive", env={"MEDRAG_HOME": str(tmp_path)})
+    answer = json.loads(as_json.stdout)
+    assert answer["mode"] == "extractive" and answer["citations"][0]["source_id"] == "17323047"
 
     image = tmp_path / "not-an-image.dcm"
     image.write_bytes(b"plain text")

@@ -8,23 +8,21 @@ and NumPy types only.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import skops.io as sio
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from medrag.route.features import Query, feature_matrix
+from medrag.sklearn_io import load_model, save_model
 
 DEFAULT_CLASSIFIER = Path(__file__).parent / "weights" / "intent-minilm"
 MODEL_FILE, CARD_FILE = "intent.skops", "card.json"
-_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "builtins.", "collections.")
 
 
 class RouterModelError(ValueError):
@@ -68,21 +66,11 @@ class IntentClassifier:
         return self.model.predict_proba(features)
 
     def save(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        sio.dump(self.model, folder / MODEL_FILE)
-        (folder / CARD_FILE).write_text(json.dumps(self.card, indent=2) + "\n")
+        save_model(self.model, self.card, folder, MODEL_FILE, CARD_FILE)
 
     @classmethod
     def load(cls, folder: Path | None = None) -> IntentClassifier:
         folder = Path(folder or DEFAULT_CLASSIFIER)
-        model_path = folder / MODEL_FILE
-        if not model_path.is_file():
-            raise RouterModelError(f"no intent model at {model_path}; train one with `medrag train router --out "
-                                   f"{folder}` or set MEDRAG_ROUTER_MODEL to a trained folder")
-        untrusted = sio.get_untrusted_types(file=model_path)
-        foreign = [name for name in untrusted if not name.startswith(_TRUSTED_PREFIXES)]
-        if foreign:
-            raise RouterModelError(f"{model_path} contains types outside scikit-learn/NumPy ({', '.join(foreign)}); "
-                                   "refusing to load it; retrain with `medrag train router`")
-        model = sio.load(model_path, trusted=untrusted)
-        return cls(model, json.loads((folder / CARD_FILE).read_text()))
+        model, card = load_model(folder, MODEL_FILE, CARD_FILE, f"retrain with `medrag train router --out {folder}` "
+                                 "or set MEDRAG_ROUTER_MODEL to a trained folder", RouterModelError)
+        return cls(model, card)

@@ -1,0 +1,157 @@
+"""Answer quality on a PubMedQA-format file: ``medrag eval answers QUESTIONS.json``.
+
+For every question the real pipeline searches the store, then both answer modes run:
+- the yes/no/maybe decision: extractive mode's trained decision model vs the language model's own
+  probabilities (generative mode), with the majority class alongside;
+- "insufficient evidence": how often each question is declared unanswerable as is, and again with its own
+  abstract removed from the evidence (then it should be), at the configured threshold and over a sweep of
+  thresholds (``insufficient_evidence.png``);
+- on the first ``generate`` questions, full generative answers: citation precision and the share of
+  sentences supported, as the model wrote them (before the grounding check drops anything), tokens/s and
+  end-to-end seconds. Extractive sentences are quoted evidence, supported by construction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import f1_score
+from tqdm import tqdm
+
+from evaluation.outputs import pyplot, save_figure, write_json_and_markdown
+from evaluation.routing import intent_metrics, save_confusion_matrix
+from medrag.assistant import STAGES, Assistant
+from medrag.generate.decision import LABELS, Decision
+from medrag.generate.train_decision import BATCH, read_pubmedqa
+
+SWEEP = np.round(np.arange(0.30, 0.71, 0.05), 2)
+
+
+def _decision_metrics(labels: list[str], decisions: list[Decision | None]) -> dict[str, Any]:
+    """Accuracy, macro-F1 and the confusion matrix over all questions; no decision (insufficient evidence)
+    counts as "maybe": the answer could not tell."""
+    undecided = [float(label == "maybe") for label in LABELS]
+    probabilities = np.array([[d.probabilities[label] for label in LABELS] if d else undecided for d in decisions])
+    metrics = intent_metrics(labels, probabilities, LABELS, ["pubmedqa"] * len(labels))
+    metrics["decided"] = sum(d is not None for d in decisions)
+    return metrics
+
+
+def evaluate_answers(assistant: Assistant, questions_path: Path, *, tenant: str, generate: int = 50,
+                     out_dir: Path | None = None, progress: bool = True) -> dict[str, Any]:
+    rows = read_pubmedqa(questions_path)
+    labels = [label for _, _, label in rows]
+    extractive: list[Decision | None] = []
+    generative: list[Decision | None] = []
+    best_relevance: dict[str, list[float]] = {"as_is": [], "own_abstract_removed": []}
+    written = {"citations": 0, "supported_citations": 0, "sentences": 0, "supported_sentences": 0}
+    kept_sentences = dropped_sentences = tokens = 0
+    generate_seconds: list[float] = []
+    answer_seconds: list[float] = []
+    writer = assistant.writer
+    card = writer.decision_model.card if writer.decision_model else {}
+    for start in tqdm(range(0, len(rows), BATCH), desc="questions", unit="batch", disable=not progress):
+        chunk = rows[start:start + BATCH]
+        results = assistant.search_batch([{"question": question} for _, question, _ in chunk], tenant=tenant)
+        for (pmid, question, _), result in zip(chunk, results, strict=True):
+            answer = writer(result, "extractive")
+            extractive.append(answer.decision)
+            evidence, relevant = writer.evidence(result)
+            best_relevance["as_is"].append(max((s.relevance for s in evidence), default=-1.0))
+            generative.append(writer.decide(question, "generative", evidence, relevant, {}) if relevant else None)
+            without = dataclasses.replace(result, fusion=None,
+                                          evidence=[e for e in result.evidence if e.source_id != pmid])
+            best_relevance["own_abstract_removed"].append(
+                max((s.relevance for s in writer.evidence(without)[0]), default=-1.0))
+            if len(answer_seconds) < generate:
+                started = time.perf_counter()
+                generated = writer(result, "generative")
+                searched = sum(generated.timings_ms[stage] for stage in STAGES) / 1000
+                answer_seconds.append(time.perf_counter() - started + searched)
+                for name in written:
+                    written[name] += generated.grounding.get(name, 0)
+                kept_sentences += len(generated.claims)
+                dropped_sentences += len(generated.dropped)
+                if generated.tokens:
+                    tokens += generated.tokens
+                    generate_seconds.append(generated.timings_ms["generate"] / 1000)
+    majority = max(LABELS, key=labels.count)
+    in_sample = card.get("trained_on_sha256") == hashlib.sha256(questions_path.read_bytes()).hexdigest()
+    report = {
+        "questions": str(questions_path), "count": len(rows), "tenant": tenant,
+        "majority_baseline": {"label": majority, "accuracy": labels.count(majority) / len(labels),
+                              "macro_f1": float(f1_score(labels, [majority] * len(labels), labels=list(LABELS),
+                                                         average="macro"))},
+        "extractive_decision": _decision_metrics(labels, extractive),
+        "generative_decision": _decision_metrics(labels, generative),
+        "decision_model": card.get("name"), "decision_model_in_sample": in_sample,
+        "decision_model_cross_validated": card.get("cross_validation", {}).get("metrics") if in_sample else None,
+        "min_relevance": assistant.config.min_relevance,
+        "insufficient_evidence_rate": {name: float(np.mean(np.array(values) < assistant.config.min_relevance))
+                                       for name, values in best_relevance.items()},
+        "insufficient_evidence_sweep": {f"{threshold:.2f}": {name: float(np.mean(np.array(values) < threshold))
+                                                            for name, values in best_relevance.items()}
+                                        for threshold in SWEEP},
+        "generative": {
+            "answers": len(answer_seconds), "language_model": writer.language_model.name,
+            "citation_precision": written["supported_citations"] / max(written["citations"], 1),
+            "supported_sentence_share": written["supported_sentences"] / max(written["sentences"], 1),
+            "written": written, "kept_sentences": kept_sentences, "dropped_sentences": dropped_sentences,
+            "tokens_per_second": tokens / max(sum(generate_seconds), 1e-9),
+            "seconds_p50": float(np.percentile(answer_seconds, 50)) if answer_seconds else None,
+            "seconds_p95": float(np.percentile(answer_seconds, 95)) if answer_seconds else None,
+        },
+    }
+    if out_dir:
+        write_json_and_markdown(report, render_markdown(report), out_dir, "answers")
+        plot_insufficient_sweep(report, out_dir / "insufficient_evidence.png")
+        for mode in ("extractive", "generative"):
+            save_confusion_matrix(report[f"{mode}_decision"], out_dir / f"{mode}_confusion.png",
+                                  f"yes/no/maybe, {mode} mode ({questions_path.name})")
+    return report
+
+
+def plot_insufficient_sweep(report: dict[str, Any], path: Path) -> Path:
+    """Share of questions declared "insufficient evidence" against the relevance threshold, with and without
+    the question's own abstract: the gap is what the threshold buys."""
+    plt = pyplot()
+    figure, axis = plt.subplots(figsize=(6, 4))
+    sweep = report["insufficient_evidence_sweep"]
+    thresholds = [float(threshold) for threshold in sweep]
+    for name, label in (("as_is", "own abstract in the store (should answer)"),
+                        ("own_abstract_removed", "own abstract removed (should refuse)")):
+        axis.plot(thresholds, [sweep[threshold][name] for threshold in sweep], marker="o", label=label)
+    axis.axvline(report["min_relevance"], color="grey", linestyle="--", label="configured min_relevance")
+    axis.set_xlabel("min_relevance (question-sentence cosine)")
+    axis.set_ylabel('share answered "insufficient evidence"')
+    axis.legend(fontsize=8)
+    return save_figure(figure, path)
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    lines = [f"# Answers on {Path(report['questions']).name} ({report['count']} questions, tenant {report['tenant']})",
+             "", "| decider | accuracy | macro-F1 | decided |", "|---|---|---|---|"]
+    base = report["majority_baseline"]
+    lines.append(f"| majority class ({base['label']}) | {base['accuracy']:.3f} | {base['macro_f1']:.3f} | all |")
+    for mode in ("extractive", "generative"):
+        m = report[f"{mode}_decision"]
+        lines.append(f"| {mode} | {m['accuracy']:.3f} | {m['macro_f1']:.3f} | {m['decided']} |")
+    if report["decision_model_in_sample"]:
+        cv = report["decision_model_cross_validated"]
+        lines += ["", f"The decision model was trained on this file: its cross-validated figures are accuracy "
+                  f"{cv['accuracy']:.3f}, macro-F1 {cv['macro_f1']:.3f}; the extractive row above is in-sample."]
+    rate = report["insufficient_evidence_rate"]
+    gen = report["generative"]
+    lines += ["", f"Insufficient evidence declared (min_relevance {report['min_relevance']}): {rate['as_is']:.3f} of "
+              f"questions as is, {rate['own_abstract_removed']:.3f} with the question's own abstract removed.", "",
+              f"Generative answers ({gen['answers']}, {gen['language_model']}): citation precision "
+              f"{gen['citation_precision']:.3f}, supported sentences {gen['supported_sentence_share']:.3f} as written; "
+              f"{gen['kept_sentences']} sentences kept, {gen['dropped_sentences']} dropped by the grounding check; "
+              f"{gen['tokens_per_second']:.1f} tokens/s; end-to-end p50 {gen['seconds_p50'] or 0:.1f} s, "
+              f"p95 {gen['seconds_p95'] or 0:.1f} s."]
+    return "\n".join(lines)

@@ -1,0 +1,101 @@
+"""The numbered evidence an answer may cite: single stored sentences with their source and relevance.
+
+The fusion module picks and orders them (``FusionView.selected``, trained to find the sentences that carry
+an abstract's conclusion); without fusion the retrieval passages stand in, most relevant first. Relevance
+is the cosine between the query and the sentence in the text encoder's space, one scale for both paths,
+so the "insufficient evidence" threshold means the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from medrag.retrieve.retriever import Evidence
+
+Encode = Callable[[Sequence[str]], np.ndarray]
+
+# Retrieved text is data. Sentences that speak to an AI model ("ignore previous instructions", "you are
+# now ...", chat-role markers) are kept and shown, but they never count as support for a claim. A short
+# pattern list, ours: the maintained detectors (llm-guard, rebuff) need hub models or a service.
+_ADDRESSES_MODEL = re.compile(
+    r"\b(ignore|disregard|forget|override)\b.{0,40}\b(instruction|instructions|prompt|rules|above|previous|prior)\b"
+    r"|\b(you are now|you must now|as an ai|language model|system prompt|new instructions)\b"
+    r"|<\|[a-z_]+\|>|^\s*(system|assistant|user)\s*:",
+    re.IGNORECASE,
+)
+
+
+def addresses_model(text: str) -> bool:
+    """True when ``text`` reads as an instruction to an AI model rather than as clinical content."""
+    return bool(_ADDRESSES_MODEL.search(text))
+
+
+@dataclasses.dataclass(frozen=True)
+class EvidenceSentence:
+    number: int
+    """Its number in the prompt: the answer cites it as ``[number]``."""
+    collection: str
+    source_id: str
+    sentence_index: int
+    """Index into the stored object's ``sentences``."""
+    text: str
+    relevance: float
+    """Cosine between the query and this sentence (text encoder); NaN for an image-only query."""
+    vector: np.ndarray = dataclasses.field(repr=False, compare=False)
+    addresses_model: bool = False
+    """Looks like an instruction to the model: quoted as data, never accepted as support."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"number": self.number, "collection": self.collection, "source_id": self.source_id,
+                "sentence_index": self.sentence_index, "text": self.text,
+                "relevance": None if np.isnan(self.relevance) else round(self.relevance, 4),
+                "addresses_model": self.addresses_model}
+
+
+def _picks(evidence: Sequence[Evidence], selected: Sequence[tuple[int, int, float]] | None) -> list[tuple[int, int]]:
+    """(evidence index, sentence index) candidates: the fusion's choice, else each item's passages in order."""
+    if selected:
+        return [(item, sentence) for item, sentence, _ in selected]
+    picks = []
+    for index, item in enumerate(evidence):
+        sentences = item.properties.get("sentences") or []
+        picks += [(index, sentences.index(passage)) for passage in item.passages if passage in sentences]
+    return picks
+
+
+def _sentence_vectors(item: Evidence, encode: Encode, dim: int) -> np.ndarray:
+    try:
+        return item.sentence_vectors(dim)
+    except ValueError:  # ingested before sentence vectors were stored: encode now (the search warned already)
+        return encode(item.properties.get("sentences") or [])
+
+
+def gather_evidence(evidence: Sequence[Evidence], selected: Sequence[tuple[int, int, float]] | None,
+                    query_vector: np.ndarray | None, encode: Encode, dim: int, limit: int) -> list[EvidenceSentence]:
+    """Up to ``limit`` distinct evidence sentences numbered from 1: in the fusion's order when it selected them,
+    else most relevant first."""
+    vectors: dict[int, np.ndarray] = {}
+    found: list[tuple[float, int, int, str, np.ndarray]] = []
+    seen: set[str] = set()
+    for order, (index, sentence) in enumerate(_picks(evidence, selected)):
+        item = evidence[index]
+        text = (item.properties.get("sentences") or [])[sentence]
+        key = " ".join(text.lower().split())
+        if key in seen:  # the same boilerplate sentence ("No acute disease.") in many reports: cite it once
+            continue
+        seen.add(key)
+        if index not in vectors:
+            vectors[index] = _sentence_vectors(item, encode, dim)
+        vector = vectors[index][sentence]
+        relevance = float(vector @ query_vector) if query_vector is not None else float("nan")
+        found.append((-order if selected or np.isnan(relevance) else relevance, index, sentence, text, vector))
+    found.sort(key=lambda row: -row[0])
+    return [EvidenceSentence(number, evidence[index].collection, evidence[index].source_id, sentence, text,
+                             float("nan") if query_vector is None else float(vector @ query_vector), vector,
+                             addresses_model(text))
+            for number, (_, index, sentence, text, vector) in enumerate(found[:limit], 1)]

@@ -1,0 +1,28 @@
+"""``medrag eval answers`` on a small real PubMedQA file through the real pipeline."""
+
+from __future__ import annotations
+
+import json
+
+from evaluation.answers import evaluate_answers, render_markdown
+
+
+def test_answer_evaluation_reports_decisions_grounding_and_refusals(assistant, knowledge, pubmedqa, tmp_path):
+    subset = dict(list(pubmedqa.items())[:12])  # abstracts present in the knowledge tenant
+    questions = tmp_path / "qa.json"
+    questions.write_text(json.dumps(subset))
+    report = evaluate_answers(assistant, questions, tenant=knowledge, generate=1, out_dir=tmp_path / "out",
+                              progress=False)
+    labels = [entry["final_decision"] for entry in subset.values()]
+    majority = max(("yes", "no", "maybe"), key=labels.count)
+    assert report["majority_baseline"]["accuracy"] == labels.count(majority) / len(labels)
+    for mode in ("extractive", "generative"):
+        assert sum(map(sum, report[f"{mode}_decision"]["confusion_matrix"])) == len(labels)
+        assert (tmp_path / "out" / f"{mode}_confusion.png").stat().st_size > 0
+    rates = report["insufficient_evidence_rate"]
+    assert rates["as_is"] <= rates["own_abstract_removed"], "removing the answer's abstract can only hurt"
+    generated = report["generative"]
+    assert generated["answers"] == 1 and 0 <= generated["citation_precision"] <= 1
+    assert generated["written"]["supported_citations"] <= generated["written"]["citations"]
+    assert (tmp_path / "out" / "answers.json").is_file() and (tmp_path / "out" / "insufficient_evidence.png").is_file()
+    assert "| majority class" in render_markdown(report)
