@@ -100,6 +100,12 @@ def test_demo_ingests_the_demo_knowledge_base_and_searches_it(tmp_path):
     answer = json.loads(as_json.stdout)
     assert answer["mode"] == "extractive" and answer["citations"][0]["source_id"] == "17323047"
 
+    streamed = medrag("ask", "--question", "Is treatment of ventilator-associated pneumonia delayed at night?",
+                      "--mode", "generative", "--stream", env={"MEDRAG_HOME": str(tmp_path)})
+    assert streamed.returncode == 0, streamed.stderr[-2000:]
+    written, _, checked = streamed.stdout.partition("(grounding check applied below)")
+    assert written.strip() and checked.lstrip().startswith("Answer (generative): ")
+
     image = tmp_path / "not-an-image.dcm"
     image.write_bytes(b"plain text")
     refused = medrag("ask", "--note", "cough", "--image", str(image), env={"MEDRAG_HOME": str(tmp_path)})

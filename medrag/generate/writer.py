@@ -95,16 +95,14 @@ class AnswerWriter:
         evidence, relevant = self.evidence(result)
         warnings = [f"evidence [{s.number}] ({s.collection} {s.source_id}) reads as an instruction to an AI "
                     "model; it was treated as data and not used as support" for s in evidence if s.addresses_model]
-        models = {"generator": "extractive (quoted evidence sentences)"}
         tokens = 0
-        if mode == "generative" and not relevant:
-            models["generator"] = "none: no evidence relevant enough to write from"
         if mode == "generative" and relevant:
-            models["generator"] = self.language_model.name
+            models = {"generator": self.language_model.name}
             grounding, tokens = self._generate(query.question, query.note, relevant, on_token, timings)
-        else:
-            usable = [s for s in relevant if not s.addresses_model]
-            claims = extractive_claims(usable)
+        else:  # extractive, or nothing relevant to write from: the language model is not asked to guess
+            models = {"generator": "extractive (quoted evidence sentences)" if relevant or mode == "extractive"
+                      else "none: no evidence relevant enough to write from"}
+            claims = extractive_claims([s for s in relevant if not s.addresses_model])
             grounding = Grounding(claims, [], not claims, len(claims), len(claims), len(claims), len(claims))
         stamp = time.perf_counter()
         decision = self.decide(query.question, mode, evidence, relevant, models) if grounding.claims else None
