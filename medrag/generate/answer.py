@@ -17,6 +17,8 @@ from medrag.generate.prompt import SOURCE_LABELS
 
 if TYPE_CHECKING:
     from medrag.assistant import SearchResult
+    from medrag.retrieve.retriever import Evidence
+    from medrag.route.router import Route
 
 INSUFFICIENT = "Insufficient evidence: the retrieved sources do not answer this question."
 DRAFT_NOTICE = "AI-generated draft for clinician review; not a diagnosis."
@@ -76,12 +78,17 @@ class Answer:
     """Tokens the language model generated (0 for extractive answers)."""
 
     @property
-    def route(self):
+    def route(self) -> Route:
         return self.search.route
 
     @property
-    def evidence(self):
+    def evidence(self) -> list[Evidence]:
         return self.search.evidence
+
+    @property
+    def heading(self) -> str:
+        """Without a question the answer is the closest evidence (similar studies), not a reply: say so."""
+        return "Answer" if self.search.query.question else "Closest evidence (no question asked)"
 
     def to_dict(self) -> dict[str, Any]:
         search = self.search.to_dict()
@@ -100,7 +107,7 @@ class Answer:
         """A FHIR R4 DiagnosticReport (JSON shape): preliminary, AI-asserted, citations as presented text.
         The caller adds ``subject`` / ``encounter`` references; medrag never sees who the patient is."""
         issued = issued or dt.datetime.now(dt.UTC)
-        conclusion = f"{DRAFT_NOTICE} {self.text}"
+        conclusion = f"{DRAFT_NOTICE} {self.heading}: {self.text}"
         if self.decision:
             conclusion += f" Decision: {self.decision.label} (confidence {self.decision.confidence:.2f})."
         sources = "\n".join(f"[{c.number}] {c.label}: {c.sentence}" for c in self.citations)
@@ -123,7 +130,7 @@ class Answer:
 
     def render(self, explain: bool = False) -> str:
         """Readable text for a terminal: the answer, the decision, the numbered sources, then the evidence."""
-        lines = [f"Answer ({self.mode}): {self.text}"]
+        lines = [f"{self.heading} ({self.mode}): {self.text}"]
         if self.decision:
             lines.append(f"Decision: {self.decision.label} (confidence {self.decision.confidence:.2f}; "
                          f"{self.decision.decider}: {self.decision.reliability})")

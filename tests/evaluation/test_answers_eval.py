@@ -8,7 +8,9 @@ from evaluation.answers import evaluate_answers, render_markdown
 
 
 def test_answer_evaluation_reports_decisions_grounding_and_refusals(assistant, knowledge, pubmedqa, tmp_path):
-    subset = dict(list(pubmedqa.items())[:12])  # abstracts present in the knowledge tenant
+    first = list(pubmedqa.items())[:40]  # abstracts present in the knowledge tenant; every label represented
+    subset = {pmid: entry for label in ("yes", "no", "maybe")
+              for pmid, entry in [item for item in first if item[1]["final_decision"] == label][:4]}
     questions = tmp_path / "qa.json"
     questions.write_text(json.dumps(subset))
     report = evaluate_answers(assistant, questions, tenant=knowledge, generate=1, out_dir=tmp_path / "out",
