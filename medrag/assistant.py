@@ -117,7 +117,8 @@ class SearchResult:
         lines.append(f"Evidence ({len(self.evidence)}):")
         for rank, item in enumerate(self.evidence, 1):
             title = item.properties.get("title") or item.properties.get("finding") or ""
-            lines.append(f"[{rank}] {item.collection} {item.source_id}  score {item.score:.4f}  {title}".rstrip())
+            # "#rank", not "[rank]": square brackets are the answer's citations
+            lines.append(f"#{rank} {item.collection} {item.source_id}  score {item.score:.4f}  {title}".rstrip())
             if explain:
                 found = "     found by " + ", ".join(f"{name} #{place}" for name, place in item.ranks.items())
                 if self.fusion:

@@ -76,13 +76,13 @@ def test_demo_ingests_the_demo_knowledge_base_and_searches_it(tmp_path):
     assert "ImagingCase: read 3, ingested 3 (3 new)" in out
     literature, _, image_and_note = out.split("Literature question:")[1].partition("Chest radiograph siim-cr")
     assert "Route: literature" in literature
-    assert "[1] PubmedArticle 17323047" in literature, "the question's own abstract comes first"
+    assert "#1 PubmedArticle 17323047" in literature, "the question's own abstract comes first"
     assert re.search(r"^Answer \((extractive|generative)\): .*\[1\]", literature, re.MULTILINE), literature
     assert re.search(r"^  \[1\] PubMed 17323047: ", literature, re.MULTILINE), "the answer cites that abstract"
     assert re.search(r"^  \[1\] (report|case) \S+: ", image_and_note, re.MULTILINE), "cited report or case"
     assert "Route: clinical" in image_and_note
     assert "the image by the joint vector" in image_and_note
-    assert re.search(r"\[\d\] ImagingCase .*COVID-19", image_and_note), "a covid case is among the evidence"
+    assert re.search(r"#\d ImagingCase .*COVID-19", image_and_note), "a covid case is among the evidence"
     assert (tmp_path / "weaviate" / "weaviate.log").exists()
 
     again = medrag("demo", env={"MEDRAG_HOME": str(tmp_path)})
@@ -92,7 +92,7 @@ def test_demo_ingests_the_demo_knowledge_base_and_searches_it(tmp_path):
                    "--explain", "-k", "3", env={"MEDRAG_HOME": str(tmp_path)})
     assert asked.returncode == 0, asked.stderr[-2000:]
     assert "Route: literature" in asked.stdout and "Searching PubMed articles" in asked.stdout
-    assert re.search(r"^\[1\] PubmedArticle 17323047", asked.stdout, re.MULTILINE), asked.stdout
+    assert re.search(r"^#1 PubmedArticle 17323047", asked.stdout, re.MULTILINE), asked.stdout
     assert "timings: prepare" in asked.stdout
 
     as_json = medrag("ask", "--question", "Is treatment of ventilator-associated pneumonia delayed at night?",

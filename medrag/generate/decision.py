@@ -118,7 +118,7 @@ class DecisionModel:
 
     @property
     def name(self) -> str:
-        return f"{self.card.get('name', 'decision')} (logistic regression, {self.card.get('trained_on', '?')})"
+        return f"{self.card.get('name', 'decision')} (logistic regression)"
 
     def save(self, folder: Path) -> None:
         save_model(self.pipeline, self.card, folder, MODEL_FILE, CARD_FILE)
