@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from medrag.config import Config
+from medrag.hf_cache import cached_snapshot
 from medrag.store.binary import cached_binary_path, find_binary
 from medrag.store.errors import StoreError
 
@@ -92,28 +93,24 @@ def _joint_model(config: Config) -> str:
         return _partial_checkpoint(Path(spec)) + " (MEDRAG_JOINT_MODEL)"
     if not spec.startswith("hf-hub:"):
         return _open_clip_checkpoint(Path(spec)) + " (MEDRAG_JOINT_MODEL)"
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
-
-    repo = spec.removeprefix("hf-hub:")
     try:
-        folder = Path(snapshot_download(repo, local_files_only=True))
-    except (LocalEntryNotFoundError, HFValidationError):
-        return (f"MISSING: {repo} is not in the local Hugging Face cache; download it where there is internet "
-                "(huggingface-cli download) and copy the cache, or set MEDRAG_JOINT_MODEL to a local folder")
+        folder = cached_snapshot(spec.removeprefix("hf-hub:"), "MEDRAG_JOINT_MODEL")
+    except FileNotFoundError as error:
+        return f"MISSING: {error}"
     return _open_clip_checkpoint(folder) + f" ({spec} from the local Hugging Face cache)"
 
 
 def _generator_model(config: Config) -> str:
     """What ``LanguageModel.load(config.generator_model)`` would load, from the files alone (nothing is loaded)."""
-    from medrag.generate.lm import INSTALL_HINT, cached_hub_folder, converted_path, default_gguf_path
+    from medrag.generate.lm import GENERATOR_SETTING, INSTALL_HINT, converted_path, default_gguf_path
 
     spec = config.generator_model
     if spec is not None:
         if Path(spec).is_dir():
             return f"{spec} (MEDRAG_GENERATOR_MODEL)"
         try:
-            return f"{spec} at {cached_hub_folder(spec)} (MEDRAG_GENERATOR_MODEL, from the local Hugging Face cache)"
+            folder = cached_snapshot(spec, GENERATOR_SETTING)
+            return f"{spec} at {folder} (MEDRAG_GENERATOR_MODEL, from the local Hugging Face cache)"
         except FileNotFoundError as error:
             return f"MISSING: {error}"
     try:

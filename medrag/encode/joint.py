@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.nn import functional as nn_functional
 
+from medrag.hf_cache import cached_snapshot
 from medrag.ingest.image import Radiograph, model_input
 
 DEFAULT_CHECKPOINT = Path(__file__).parent / "weights" / "joint-lite0-minilm"
@@ -73,19 +74,6 @@ def _load_lite0_trunk(model: torch.nn.Module) -> None:
     trunk.load_state_dict(dict(zip(names, tensors, strict=True)))
 
 
-def _cached_hub_folder(name: str) -> Path:
-    """The local snapshot of an ``hf-hub:org/repo`` model; never a download."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    repo = name.removeprefix("hf-hub:")
-    try:
-        return Path(snapshot_download(repo, local_files_only=True))
-    except LocalEntryNotFoundError:
-        raise FileNotFoundError(f"{repo} is not in the local Hugging Face cache; download it on a machine with "
-                                "internet (huggingface-cli download), copy the cache, or use a local folder") from None
-
-
 def build_base_model(embed_dim: int = 256, seed: int = 0) -> torch.nn.Module:
     """The default dual encoder with pretrained towers and freshly initialised (seeded) projections."""
     import open_clip
@@ -131,7 +119,8 @@ class JointEncoder:
 
         if spec is None or (Path(spec) / PARTIAL_CONFIG).is_file():
             return cls._from_partial(Path(spec) if spec is not None else DEFAULT_CHECKPOINT)
-        folder = _cached_hub_folder(str(spec)) if str(spec).startswith("hf-hub:") else Path(spec)
+        hub = str(spec).startswith("hf-hub:")
+        folder = cached_snapshot(str(spec).removeprefix("hf-hub:"), "MEDRAG_JOINT_MODEL") if hub else Path(spec)
         if not (folder / "open_clip_config.json").is_file():
             raise FileNotFoundError(f"{spec}: no open_clip_config.json (nor {PARTIAL_CONFIG}) in {folder}; set "
                                     "MEDRAG_JOINT_MODEL to an open_clip checkpoint folder or a cached hf-hub: name")

@@ -80,9 +80,9 @@ def gather_evidence(evidence: Sequence[Evidence], selected: Sequence[tuple[int, 
     """Up to ``limit`` distinct evidence sentences numbered from 1: in the fusion's order when it selected them,
     else most relevant first."""
     vectors: dict[int, np.ndarray] = {}
-    found: list[tuple[float, int, int, str, np.ndarray]] = []
+    found: list[EvidenceSentence] = []
     seen: set[str] = set()
-    for order, (index, sentence) in enumerate(_picks(evidence, selected)):
+    for index, sentence in _picks(evidence, selected):
         item = evidence[index]
         text = (item.properties.get("sentences") or [])[sentence]
         key = " ".join(text.lower().split())
@@ -93,9 +93,8 @@ def gather_evidence(evidence: Sequence[Evidence], selected: Sequence[tuple[int, 
             vectors[index] = _sentence_vectors(item, encode, dim)
         vector = vectors[index][sentence]
         relevance = float(vector @ query_vector) if query_vector is not None else float("nan")
-        found.append((-order if selected or np.isnan(relevance) else relevance, index, sentence, text, vector))
-    found.sort(key=lambda row: -row[0])
-    return [EvidenceSentence(number, evidence[index].collection, evidence[index].source_id, sentence, text,
-                             float("nan") if query_vector is None else float(vector @ query_vector), vector,
-                             addresses_model(text))
-            for number, (_, index, sentence, text, vector) in enumerate(found[:limit], 1)]
+        found.append(EvidenceSentence(0, item.collection, item.source_id, sentence, text, relevance, vector,
+                                      addresses_model(text)))
+    if not selected and query_vector is not None:  # the fusion's order stands; else the most relevant first
+        found.sort(key=lambda s: -s.relevance)
+    return [dataclasses.replace(s, number=number) for number, s in enumerate(found[:limit], 1)]

