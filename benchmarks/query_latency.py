@@ -85,7 +85,7 @@ def main() -> None:
         first = _run(assistant, queries, args.tenant, "new queries")
         stats_first = assistant.retriever.cache.stats()
         repeated = _run(assistant, queries, args.tenant, "repeated queries")
-        unfused = Assistant(config.replace(fusion=False), store, text_encoder=ingestor.text_encoder,
+        unfused = Assistant(config.replace(reranker="retrieval"), store, text_encoder=ingestor.text_encoder,
                             joint_encoder=ingestor.joint_encoder)
         without_fusion = _run(unfused, queries, args.tenant, "new queries, fusion off")
         texts = [q["question"] for q in queries if "question" in q]

@@ -2,7 +2,8 @@
 
 For every question the real pipeline searches the store, then both answer modes run:
 - the yes/no/maybe decision: extractive mode's trained decision model vs the language model's own
-  probabilities (generative mode), with the majority class alongside;
+  probabilities (generative mode), with the majority class alongside; again on the questions in the test part
+  of the split named in the decision model's card, which that model never trained on, whatever the file;
 - "insufficient evidence": how often each question is declared unanswerable as is, and again with its own
   abstract removed from the evidence (then it should be), at the configured threshold and over a sweep of
   thresholds (``insufficient_evidence.png``);
@@ -23,11 +24,13 @@ import numpy as np
 from sklearn.metrics import f1_score
 from tqdm import tqdm
 
-from evaluation.outputs import pyplot, save_figure, write_json_and_markdown
-from evaluation.routing import intent_metrics, save_confusion_matrix
 from medrag.assistant import STAGES, Assistant
+from medrag.datasets.pubmedqa import read_pubmedqa
+from medrag.datasets.splits import card_split
 from medrag.generate.decision import LABELS, Decision
-from medrag.generate.train_decision import BATCH, read_pubmedqa
+from medrag.metrics import label_metrics
+from medrag.reporting import pyplot, save_confusion_matrix, save_figure, write_json_and_markdown
+from training.decision import BATCH
 
 SWEEP = np.round(np.arange(0.30, 0.71, 0.05), 2)
 
@@ -37,15 +40,29 @@ def _decision_metrics(labels: list[str], decisions: list[Decision | None]) -> di
     counts as "maybe": the answer could not tell."""
     undecided = [float(label == "maybe") for label in LABELS]
     probabilities = np.array([[d.probabilities[label] for label in LABELS] if d else undecided for d in decisions])
-    metrics = intent_metrics(labels, probabilities, LABELS, ["pubmedqa"] * len(labels))
+    metrics = label_metrics(labels, probabilities, LABELS, ["pubmedqa"] * len(labels))
     metrics["decided"] = sum(d is not None for d in decisions)
     return metrics
 
 
+def _majority_baseline(labels: list[str], majority: str) -> dict[str, Any]:
+    return {"label": majority, "accuracy": labels.count(majority) / len(labels),
+            "macro_f1": float(f1_score(labels, [majority] * len(labels), labels=list(LABELS), average="macro",
+                                       zero_division=0))}
+
+
+def _held_out(card: dict[str, Any], groups: list[str]) -> tuple[str | None, list[int]]:
+    """The split named in the decision model's card and the indices of the questions in its test part."""
+    if not card:
+        return None, []
+    split = card_split(card, f"decision model {card.get('name', '?')} (card.json)")
+    return split.name, [index for index, group in enumerate(groups) if split.part(group) == "test"]
+
+
 def evaluate_answers(assistant: Assistant, questions_path: Path, *, tenant: str, generate: int = 50,
                      out_dir: Path | None = None, progress: bool = True) -> dict[str, Any]:
-    rows = read_pubmedqa(questions_path)
-    labels = [label for _, _, label in rows]
+    rows = read_pubmedqa(questions_path, require_decision=True)
+    labels = [record.final_decision for record in rows]
     extractive: list[Decision | None] = []
     generative: list[Decision | None] = []
     best_relevance: dict[str, list[float]] = {"as_is": [], "own_abstract_removed": []}
@@ -57,15 +74,16 @@ def evaluate_answers(assistant: Assistant, questions_path: Path, *, tenant: str,
     card = writer.decision_model.card if writer.decision_model else {}
     for start in tqdm(range(0, len(rows), BATCH), desc="questions", unit="batch", disable=not progress):
         chunk = rows[start:start + BATCH]
-        results = assistant.search_batch([{"question": question} for _, question, _ in chunk], tenant=tenant)
-        for (pmid, question, _), result in zip(chunk, results, strict=True):
+        results = assistant.search_batch([{"question": record.question} for record in chunk], tenant=tenant)
+        for record, result in zip(chunk, results, strict=True):
             answer = writer(result, "extractive")
             extractive.append(answer.decision)
             evidence, relevant = writer.evidence(result)
             best_relevance["as_is"].append(max((s.relevance for s in evidence), default=-1.0))
-            generative.append(writer.decide(question, "generative", evidence, relevant, {}) if relevant else None)
+            generative.append(writer.decide(record.question, "generative", evidence, relevant, {})
+                              if relevant else None)
             without = dataclasses.replace(result, fusion=None,
-                                          evidence=[e for e in result.evidence if e.source_id != pmid])
+                                          evidence=[e for e in result.evidence if e.source_id != record.pmid])
             best_relevance["own_abstract_removed"].append(
                 max((s.relevance for s in writer.evidence(without)[0]), default=-1.0))
             if len(answer_seconds) < generate:
@@ -82,15 +100,19 @@ def evaluate_answers(assistant: Assistant, questions_path: Path, *, tenant: str,
                     generate_seconds.append(generated.timings_ms["generate"] / 1000)
     majority = max(LABELS, key=labels.count)
     in_sample = card.get("trained_on_sha256") == hashlib.sha256(questions_path.read_bytes()).hexdigest()
+    split_name, held_out = _held_out(card, [record.group for record in rows])
+    held_out_labels = [labels[index] for index in held_out]
     report = {
         "questions": str(questions_path), "count": len(rows), "tenant": tenant,
-        "majority_baseline": {"label": majority, "accuracy": labels.count(majority) / len(labels),
-                              "macro_f1": float(f1_score(labels, [majority] * len(labels), labels=list(LABELS),
-                                                         average="macro", zero_division=0))},
+        "majority_baseline": _majority_baseline(labels, majority),
         "extractive_decision": _decision_metrics(labels, extractive),
         "generative_decision": _decision_metrics(labels, generative),
         "decision_model": card.get("name"), "decision_model_in_sample": in_sample,
         "decision_model_cross_validated": card.get("cross_validation", {}).get("metrics") if in_sample else None,
+        "decision_model_split": split_name,
+        "held_out": {"questions": len(held_out), "majority_baseline": _majority_baseline(held_out_labels, majority),
+                     "extractive_decision": _decision_metrics(held_out_labels, [extractive[i] for i in held_out])}
+        if held_out else None,
         "min_relevance": assistant.config.min_relevance,
         "insufficient_evidence_rate": {name: float(np.mean(np.array(values) < assistant.config.min_relevance))
                                        for name, values in best_relevance.items()},
@@ -141,10 +163,19 @@ def render_markdown(report: dict[str, Any]) -> str:
     for mode in ("extractive", "generative"):
         m = report[f"{mode}_decision"]
         lines.append(f"| {mode} | {m['accuracy']:.3f} | {m['macro_f1']:.3f} | {m['decided']} |")
+    held_out = report.get("held_out")  # absent from reports written before named splits
+    if held_out:
+        base, m = held_out["majority_baseline"], held_out["extractive_decision"]
+        lines += [f"| majority class ({base['label']}), held-out questions | {base['accuracy']:.3f} | "
+                  f"{base['macro_f1']:.3f} | all |",
+                  f"| extractive, held-out questions | {m['accuracy']:.3f} | {m['macro_f1']:.3f} | {m['decided']} |",
+                  "", f"Held-out: the {held_out['questions']} questions in the test part of split "
+                  f"{report['decision_model_split']} (the decision model's card), which it never trained on."]
     if report["decision_model_in_sample"]:
         cv = report["decision_model_cross_validated"]
-        lines += ["", f"The decision model was trained on this file: its cross-validated figures are accuracy "
-                  f"{cv['accuracy']:.3f}, macro-F1 {cv['macro_f1']:.3f}; the extractive row above is in-sample."]
+        lines += ["", f"The decision model was trained on this file (its train and validation parts): its "
+                  f"cross-validated figures there are accuracy {cv['accuracy']:.3f}, macro-F1 {cv['macro_f1']:.3f}; "
+                  "the extractive row over all questions is partly in-sample."]
     rate = report["insufficient_evidence_rate"]
     gen = report["generative"]
     lines += ["", f"Insufficient evidence declared (min_relevance {report['min_relevance']}): {rate['as_is']:.3f} of "

@@ -12,34 +12,33 @@
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
-import json
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from evaluation.outputs import pyplot, save_figure, write_json_and_markdown
+from evaluation.joint import joint_split
 from medrag.config import Config
+from medrag.datasets.covid import INFECTION_MESH, CovidCase, covid_cases, report_is_relevant
+from medrag.datasets.pubmedqa import read_pubmedqa
+from medrag.datasets.splits import Split
 from medrag.encode.joint import JointEncoder
-from medrag.encode.pairs import covid_pairs, finding_class, patient_groups, split
 from medrag.encode.text import TextEncoder
-from medrag.ingest.image import load_image_file
+from medrag.imaging.radiograph import load_image_file
 from medrag.ingest.pipeline import Ingestor, IngestSummary
-from medrag.ingest.text_deid import scrub_text
+from medrag.metrics import KS, id_metrics, mean_metrics, rank_metrics
+from medrag.reporting import pyplot, save_figure, write_json_and_markdown
 from medrag.retrieve.retriever import Retriever, SourceSearch
-from medrag.store import ARTICLES, CASES, COLLECTIONS, JOINT_VECTOR, REPORTS, TEXT_VECTOR, Hit, Store
+from medrag.sources import collections
+from medrag.store import ARTICLES, CASES, REPORTS, Hit, Store
+from medrag.vectors import JOINT_VECTOR, TEXT_VECTOR
 
-KS = (1, 5, 10)
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
-NDCG_AT = 10
-INFECTION_MESH = frozenset({"pneumonia", "opacity", "consolidation", "infiltrate", "airspace disease"})
-"""Report MeSH heads (the part before the first ``/``) that show what a COVID-19 or other pneumonia looks like."""
 IMAGE_BATCH = 32
 
 RouteFn = Callable[[str, np.ndarray], Sequence[SourceSearch]]
@@ -49,51 +48,7 @@ Ranked = list[tuple[str, str]]
 """A ranking as (collection, source id), best first."""
 
 
-# --- metrics ---------------------------------------------------------------------------------------------------------
-
-def rank_metrics(relevance: Sequence[bool], total_relevant: int, ks: Sequence[int] = KS,
-                 ndcg_at: int = NDCG_AT) -> dict[str, float]:
-    """recall@k, hit@k, precision@k, reciprocal rank and binary nDCG of one ranking.
-
-    ``relevance[i]`` says whether the item at rank i+1 is relevant; ``total_relevant`` is how many
-    relevant items exist in the collection (recall's denominator and the ideal DCG). Written by hand:
-    it is a few lines, and relevance here is a set or a predicate rather than the graded score matrix
-    that scikit-learn's ``ndcg_score`` expects.
-    """
-    metrics: dict[str, float] = {}
-    for k in ks:
-        found = sum(relevance[:k])
-        metrics[f"recall@{k}"] = found / total_relevant if total_relevant else 0.0
-        metrics[f"hit@{k}"] = float(found > 0)
-        metrics[f"precision@{k}"] = found / k
-    first = next((rank for rank, relevant in enumerate(relevance, 1) if relevant), None)
-    metrics["mrr"] = 1.0 / first if first else 0.0
-    dcg = sum(1.0 / np.log2(rank + 1) for rank, relevant in enumerate(relevance[:ndcg_at], 1) if relevant)
-    ideal = sum(1.0 / np.log2(rank + 1) for rank in range(1, min(total_relevant, ndcg_at) + 1))
-    metrics[f"ndcg@{ndcg_at}"] = float(dcg / ideal) if ideal else 0.0
-    return metrics
-
-
-def id_metrics(ranked: Sequence[Hashable], relevant: Iterable[Hashable], ks: Sequence[int] = KS) -> dict[str, float]:
-    """:func:`rank_metrics` for a ranking of ids against a set of relevant ids (repeated ids count once)."""
-    relevant = set(relevant)
-    return rank_metrics([item in relevant for item in dict.fromkeys(ranked)], len(relevant), ks)
-
-
-def mean_metrics(per_query: Sequence[Mapping[str, float]]) -> dict[str, float]:
-    """Mean of each metric over queries, with the number of queries."""
-    names = per_query[0].keys() if per_query else ()
-    return {"queries": len(per_query), **{name: float(np.mean([item[name] for item in per_query])) for name in names}}
-
-
 # --- PubMedQA --------------------------------------------------------------------------------------------------------
-
-def load_questions(questions_json: Path) -> dict[str, str]:
-    """PMID -> question of a PubMedQA-format file; entries without a question are left out."""
-    entries = json.loads(Path(questions_json).read_text())
-    return {str(pmid): entry["QUESTION"].strip() for pmid, entry in entries.items()
-            if str(entry.get("QUESTION") or "").strip()}
-
 
 def _article_searches(store: Store, tenant: str, alphas: Sequence[float],
                       k: int) -> dict[str, Callable[[str, np.ndarray], Ranked]]:
@@ -146,16 +101,14 @@ def evaluate_pubmedqa(retriever: Retriever, questions_json: Path, *, tenant: str
                       progress: bool = True) -> dict[str, Any]:
     """Whether each question finds its own abstract (PMID), per method; the articles must be ingested in ``tenant``."""
     store = retriever.store
-    questions = load_questions(questions_json)
-    if not questions:
-        raise ValueError(f"{questions_json}: no PubMedQA questions (expected PMID -> {{'QUESTION': ...}})")
+    questions = {record.pmid: record.question for record in read_pubmedqa(questions_json)}
     vectors = retriever.text_encoder.encode(list(questions.values()), progress=progress)
     stored = store.stored_hashes(ARTICLES, list(questions), tenant=tenant)
     methods = _run_methods(questions, vectors, _article_searches(store, tenant, alphas, k), "pubmedqa articles",
                            progress)
     sweep = [{"alpha": alpha, **methods[hybrid_name(alpha)]} for alpha in alphas]
     best = max(sweep, key=lambda row: (row["recall@5"], row["mrr"]))["alpha"]
-    unrouted = [SourceSearch(collection, weight=1.0, alpha=best) for collection in COLLECTIONS]
+    unrouted = [SourceSearch(collection, weight=1.0, alpha=best) for collection in collections()]
     fused = {"unrouted": _retriever_search(retriever, tenant, k, lambda _question, _vector: unrouted)}
     routes: Counter[str] = Counter()
     if router is not None:
@@ -167,13 +120,13 @@ def evaluate_pubmedqa(retriever: Retriever, questions_json: Path, *, tenant: str
     for name, search in fused.items():
         # One method at a time on an emptied result cache: the routed run must not reuse unrouted results
         # (that would change its latency, never its ranking).
-        for collection in COLLECTIONS:
+        for collection in collections():
             retriever.cache.invalidate(collection)
         methods |= _run_methods(questions, vectors, {name: search}, f"pubmedqa {name}", progress)
     return {
         "file": str(questions_json), "questions": len(questions), "k": k,
         "questions_without_stored_abstract": len(questions) - len(stored),
-        "collections": {name: store.count(name, tenant=tenant) for name in COLLECTIONS},
+        "collections": {name: store.count(name, tenant=tenant) for name in collections()},
         "methods": methods, "alpha_sweep": sweep, "best_alpha": best,
         "unrouted_sources": [dataclasses.asdict(search) for search in unrouted],
         "routes": dict(routes.most_common()),
@@ -181,43 +134,6 @@ def evaluate_pubmedqa(retriever: Retriever, questions_json: Path, *, tenant: str
 
 
 # --- covid cases -----------------------------------------------------------------------------------------------------
-
-@dataclasses.dataclass(frozen=True)
-class CovidCase:
-    source_id: str
-    """The image file name: the case's id in the store (the ``covid_metadata`` mapping)."""
-    note: str
-    """The clinical note, de-identified."""
-    finding_class: str | None
-    group: str
-    """Patient group; rows sharing an image file join one group."""
-    image_path: Path
-
-
-def covid_cases(metadata_csv: Path) -> list[CovidCase]:
-    """The X-ray rows of a metadata.csv-format file, one per image file (the first row wins)."""
-    with Path(metadata_csv).open(newline="") as handle:
-        rows = [row for row in csv.DictReader(handle) if row.get("modality", "X-ray").strip() == "X-ray"]
-    cases: dict[str, CovidCase] = {}
-    for row, group in zip(rows, patient_groups(rows), strict=True):
-        name = row["filename"].strip()
-        note = scrub_text(" ".join(row.get("clinical_notes", "").split()))
-        image = Path(metadata_csv).parent / (row.get("folder", "").strip() or "images") / name
-        cases.setdefault(name, CovidCase(name, note, finding_class(row.get("finding", "")), group, image))
-    return list(cases.values())
-
-
-def report_is_relevant(finding: str, mesh: Sequence[str]) -> bool:
-    """A report fits a case's finding class by its MeSH terms.
-
-    COVID-19 and other pneumonia: any MeSH head in :data:`INFECTION_MESH` (pneumonia, opacity,
-    consolidation, infiltrate, airspace disease). No finding: the report's only MeSH head is "normal".
-    """
-    heads = {term.split("/")[0].strip().lower() for term in mesh}
-    if finding == "no finding":
-        return heads == {"normal"}
-    return bool(heads & INFECTION_MESH)
-
 
 def _report_mesh(store: Store, tenant: str) -> list[list[str]]:
     """The MeSH terms of every stored report (for base rates)."""
@@ -265,14 +181,6 @@ def _image_vectors(encoder: JointEncoder, cases: Sequence[CovidCase], progress: 
     return np.concatenate(chunks) if chunks else np.zeros((0, encoder.dim), np.float32)
 
 
-def _held_out_groups(metadata_csv: Path) -> set[str]:
-    """Patient groups in the held-out test split of the committed joint model (``medrag train joint`` defaults)."""
-    from medrag.encode.train_joint import TrainOptions
-
-    options = TrainOptions()
-    return {pair.group for pair in split(covid_pairs(metadata_csv), options.fractions, options.split_seed)[2]}
-
-
 def image_to_cases(retriever: Retriever, cases: Sequence[CovidCase], *, tenant: str, k: int = 10,
                    held_out_groups: Collection[str] = (), progress: bool = True) -> dict[str, Any]:
     """Joint-vector search of the cases with each labelled case's image.
@@ -314,14 +222,16 @@ def image_to_cases(retriever: Retriever, cases: Sequence[CovidCase], *, tenant: 
 
 
 def evaluate_covid(retriever: Retriever, metadata_csv: Path, *, tenant: str, alphas: Sequence[float] = ALPHAS,
-                   k: int = 10, progress: bool = True) -> dict[str, Any]:
+                   k: int = 10, split: Split | None = None, progress: bool = True) -> dict[str, Any]:
     """Note -> reports (over the alpha sweep; the best by P@5 is reported) and image -> cases on a
     metadata.csv-format file whose cases are ingested in ``tenant``.
 
-    Image -> cases also reports ``held_out``: the query patients that the committed joint model never
-    trained on (its default split); the figure over all cases is optimistic for that model.
+    Image -> cases also reports ``held_out``: the query patients in the test part of ``split``, the split
+    named in the joint model's card, which that model never trained on; the figure over all cases is
+    optimistic for it. Without a split (a model medrag did not train) ``held_out`` has no queries.
     """
     cases = covid_cases(metadata_csv)
+    held_out = {case.group for case in cases if split is not None and split.part(case.group) == "test"}
     sweep = [note_to_reports(retriever, cases, tenant=tenant, alpha=alpha, k=k, progress=progress)
              for alpha in alphas]
     return {
@@ -329,8 +239,9 @@ def evaluate_covid(retriever: Retriever, metadata_csv: Path, *, tenant: str, alp
         "note_to_reports": max(sweep, key=lambda row: (row["precision@5"], row["mrr"])),
         "note_alpha_sweep": [{key: row[key] for key in ("alpha", "hit@1", "hit@5", "mrr", "precision@5")}
                              for row in sweep],
-        "image_to_cases": image_to_cases(retriever, cases, tenant=tenant, k=k,
-                                         held_out_groups=_held_out_groups(metadata_csv), progress=progress),
+        "image_to_cases": image_to_cases(retriever, cases, tenant=tenant, k=k, held_out_groups=held_out,
+                                         progress=progress),
+        "held_out_split": split.name if split is not None else None,
     }
 
 
@@ -407,7 +318,7 @@ def run_retrieval_eval(
         }
         if metadata_csv is not None:
             report["covid"] = evaluate_covid(retriever, metadata_csv, tenant=tenant, alphas=alphas, k=k,
-                                             progress=progress)
+                                             split=joint_split(config), progress=progress)
     report["seconds"] = round(time.perf_counter() - started, 1)
     if out_dir is not None:
         write_report(report, Path(out_dir))
@@ -473,7 +384,8 @@ def _covid_markdown(covid: Mapping[str, Any]) -> list[str]:
         f"Image -> cases: each labelled image searches the {images['stored_cases']} stored cases by the joint vector; "
         "the query, its patient's other images and unlabelled cases are removed; a case of the same finding class "
         f"is relevant. Random P: the share of relevant candidates; majority P: always {images['majority_class']}. "
-        "Held-out: query patients outside the committed joint model's training split.", "",
+        f"Held-out: query patients in the test part of split {covid.get('held_out_split')}, named in the joint "
+        "model's card: patients it never trained on.", "",
         *_table(["task", "finding class", "queries", "P@5", "random P"], by_class),
     ]
 

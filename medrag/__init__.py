@@ -16,7 +16,7 @@ def __getattr__(name: str) -> Any:
 
         return Assistant
     if name == "Answer":
-        from medrag.generate.answer import Answer
+        from medrag.types import Answer
 
         return Answer
     raise AttributeError(f"module 'medrag' has no attribute {name!r}")

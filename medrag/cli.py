@@ -77,7 +77,7 @@ def _ingest(args: argparse.Namespace) -> int:
 
 def _train_joint(args: argparse.Namespace) -> int:
     from medrag.encode.joint import DEFAULT_CHECKPOINT
-    from medrag.encode.train_joint import TrainOptions, ablate, train_joint
+    from training.joint import TrainOptions, ablate, train_joint
 
     options = TrainOptions(epochs=args.epochs, seed=args.seed, label_smoothing=args.label_smoothing,
                            ib_beta=args.ib_beta, grad_noise=args.grad_noise, text_adaptation=args.text_adaptation)
@@ -111,8 +111,9 @@ def _eval_joint(args: argparse.Namespace) -> int:
 
 def _ask(args: argparse.Namespace) -> int:
     from medrag.assistant import Assistant
-    from medrag.route.router import Hints
+    from medrag.render import render_answer, render_search
     from medrag.store import Filters
+    from medrag.types import Hints
 
     if not (args.question or args.note or args.image):
         print("medrag: error: give --question, --note or --image", file=sys.stderr)
@@ -137,23 +138,28 @@ def _ask(args: argparse.Namespace) -> int:
             return 2
     if stream and not args.evidence_only and result.tokens:
         print("\n(grounding check applied below)")
-    print(json.dumps(result.to_dict(), indent=2) if args.json else result.render(explain=args.explain))
+    render = render_search if args.evidence_only else render_answer
+    print(json.dumps(result.to_dict(), indent=2) if args.json else render(result, explain=args.explain))
     return 0
 
 
 def _train_decision(args: argparse.Namespace) -> int:
     from medrag.assistant import Assistant
     from medrag.generate.decision import DEFAULT_MODEL
-    from medrag.generate.train_decision import train_decision
+    from training.decision import train_decision
 
     questions = args.questions or (args.data_dir or args.config.data_dir) / "pubmed" / "pubmedqa_pqal_dev.json"
     out = args.out or DEFAULT_MODEL
     with Assistant.local(args.config) as assistant:
         card = train_decision(assistant, questions, out, tenant=args.tenant, seed=args.seed,
                               progress=not args.no_progress)
-    metrics = card["cross_validation"]["metrics"]
-    print(f"cross-validated accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f} "
-          f"(majority baseline {card['majority_baseline_accuracy']:.3f}); model, card and confusion matrix in {out}")
+    metrics, test = card["cross_validation"]["metrics"], card["test"]
+    print(f"split {card['split']['name']}, train + validation: cross-validated accuracy {metrics['accuracy']:.3f}, "
+          f"macro-F1 {metrics['macro_f1']:.3f} (majority baseline {card['majority_baseline_accuracy']:.3f})")
+    print(f"held-out test ({test['metrics']['queries']} questions): accuracy {test['metrics']['accuracy']:.3f} "
+          f"(95% CI {test['accuracy_ci95'][0]:.3f}-{test['accuracy_ci95'][1]:.3f}), macro-F1 "
+          f"{test['metrics']['macro_f1']:.3f}; always {test['majority_label']!r}: {test['majority_accuracy']:.3f}")
+    print(f"model, card and confusion matrices in {out}")
     return 0
 
 
@@ -170,7 +176,7 @@ def _eval_answers(args: argparse.Namespace) -> int:
 
 def _train_router(args: argparse.Namespace) -> int:
     from medrag.route.classifier import DEFAULT_CLASSIFIER
-    from medrag.route.train_router import train_router
+    from training.router import train_router
 
     out = args.out or DEFAULT_CLASSIFIER
     card = train_router(args.config, args.data_dir or args.config.data_dir, out, seed=args.seed)
@@ -216,10 +222,10 @@ def _fusion_data(args: argparse.Namespace, questions: Path | None, metadata: Pat
     """Ingest the sources into ``--tenant`` if needed, then build (or reuse) the fusion supervision."""
     from evaluation.retrieval import ingest_knowledge
     from medrag.assistant import Assistant
-    from medrag.fuse.data import fusion_data
+    from training.fusion_data import fusion_data
 
     progress = not args.no_progress
-    with Assistant.local(args.config.replace(fusion=False)) as assistant:
+    with Assistant.local(args.config.replace(reranker="retrieval")) as assistant:
         ingest_knowledge(args.config, assistant.store, args.tenant, questions, metadata,
                          text_encoder=assistant.text_encoder,
                          joint_encoder=assistant.joint_encoder if metadata else None, progress=progress)
@@ -229,7 +235,7 @@ def _fusion_data(args: argparse.Namespace, questions: Path | None, metadata: Pat
 
 def _train_fusion(args: argparse.Namespace) -> int:
     from medrag.fuse.checkpoint import DEFAULT_CHECKPOINT
-    from medrag.fuse.train import TrainOptions, train_fusion
+    from training.fusion import TrainOptions, train_fusion
 
     data_dir = args.data_dir or args.config.data_dir
     questions = args.questions or data_dir / "pubmed" / "pubmedqa_pqal_dev.json"
@@ -246,11 +252,12 @@ def _train_fusion(args: argparse.Namespace) -> int:
 
 def _eval_ablate(args: argparse.Namespace) -> int:
     from evaluation.fusion import ablate, render_markdown, write_ablation
-    from medrag.fuse.train import TrainOptions
+    from medrag.fuse.checkpoint import DEFAULT_CHECKPOINT
+    from training.fusion import TrainOptions
 
     data = _fusion_data(args, args.questions, args.metadata)
-    report = ablate(data, seeds=tuple(args.seeds), options=TrainOptions(epochs=args.epochs),
-                    progress=not args.no_progress)
+    report = ablate(data, args.config.fusion_model or DEFAULT_CHECKPOINT, seeds=tuple(args.seeds),
+                    options=TrainOptions(epochs=args.epochs), progress=not args.no_progress)
     print(render_markdown(report))
     if args.out:
         print("written: " + ", ".join(str(path) for path in write_ablation(report, args.out)))
@@ -378,8 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
     eval_retrieval.set_defaults(run=_eval_retrieval)
 
     eval_ablate = evaluate.add_parser(
-        "ablate", help="fusion design rules (R1, R2, R4, R6, R7) vs the full model and no fusion, on held-out "
-        "queries over seeds: ablation.json, ablation.md, ablation.png")
+        "ablate", help="fusion design rules (R1, R2, R4, R6, R7) vs the full model and no fusion, on the held-out "
+        "queries of the split named in the fusion model's card, over seeds: ablation.json, ablation.md, ablation.png")
     eval_ablate.add_argument("questions", type=Path, help="PubMedQA-format JSON (PMID -> QUESTION, CONTEXTS)")
     _fusion_data_options(eval_ablate)
     eval_ablate.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])

@@ -59,6 +59,33 @@ class WeaviateConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class RetrievalConfig:
+    """How rankings are merged and cached (``[retrieval]`` in medrag.toml, ``MEDRAG_RETRIEVAL_<KEY>``)."""
+
+    rrf_k: int = 60
+    """The constant of reciprocal-rank fusion; 60 is the value of the original paper and of MedRAG."""
+    cache_size: int = 1024
+    """Query embeddings and result lists kept in the LRU cache (R5)."""
+    cache_ttl: float = 300.0
+    """Seconds a cached entry lives; a write to a collection also clears its results."""
+    passages: int = 3
+    """Sentences shown per evidence item."""
+
+
+@dataclasses.dataclass(frozen=True)
+class AnswerConfig:
+    """Thresholds of the answer writer (``[answer]`` in medrag.toml, ``MEDRAG_ANSWER_<KEY>``)."""
+
+    extractive_sentences: int = 3
+    """Evidence sentences an extractive answer quotes."""
+    near_duplicate: float = 0.9
+    """Cosine above which two evidence sentences count as one in an extractive answer."""
+    min_support: float = 0.6
+    """Cosine a cited evidence sentence must reach with a generated sentence to support it (issue 7's
+    calibration: restatements score above, unrelated sentences below)."""
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     home: Path = dataclasses.field(default_factory=lambda: _user_dir("XDG_DATA_HOME", ".local/share") / "medrag")
     """Where medrag keeps state that must survive: the embedded database, secrets."""
@@ -76,8 +103,10 @@ class Config:
     """Intent model folder of the scheduler (default: the committed one, ``medrag train router``)."""
     fusion_model: Path | None = None
     """Fusion reranker checkpoint folder (default: the committed one, ``medrag train fusion``)."""
-    fusion: bool = True
-    """Rerank the retrieved candidates with the fusion module and let it pick the evidence sentences."""
+    reranker: str = "fusion"
+    """How the retrieved candidates are reranked: ``fusion`` (the cross-attention module; it also picks the
+    evidence sentences), ``retrieval`` (keep the retrieval order), or any reranker registered with
+    ``medrag.rerank.register_reranker``."""
     rerank_depth: int = 20
     """Candidates retrieved per request for the fusion module to rerank (the answer keeps the best ``k``)."""
     generator_model: str | None = None
@@ -103,6 +132,8 @@ class Config:
     """Secret that keys pseudonyms, UID replacement and date shifts (default ``<home>/deid.key``).
     Keep it: a new key gives the same patient new pseudonyms, so re-ingested images no longer match."""
     weaviate: WeaviateConfig = dataclasses.field(default_factory=WeaviateConfig)
+    retrieval: RetrievalConfig = dataclasses.field(default_factory=RetrievalConfig)
+    answer: AnswerConfig = dataclasses.field(default_factory=AnswerConfig)
 
     @property
     def weaviate_data_dir(self) -> Path:
@@ -114,9 +145,10 @@ class Config:
         return self.home / "images"
 
     def replace(self, **changes: Any) -> Config:
-        """A copy with top-level fields changed; ``weaviate=dict(...)`` changes fields of that section."""
-        if isinstance(changes.get("weaviate"), Mapping):
-            changes["weaviate"] = dataclasses.replace(self.weaviate, **changes["weaviate"])
+        """A copy with top-level fields changed; ``weaviate=dict(...)`` (or any section) changes fields of it."""
+        for name, value in changes.items():
+            if isinstance(value, Mapping) and dataclasses.is_dataclass(getattr(self, name, None)):
+                changes[name] = dataclasses.replace(getattr(self, name), **value)
         return dataclasses.replace(self, **changes)
 
 

@@ -8,6 +8,7 @@ from knowledge_sources import DEMO_DIR
 from medrag.assistant import Assistant
 from medrag.config import Config
 from medrag.ingest.pipeline import Ingestor
+from medrag.render import render_answer
 from medrag.store import Store
 
 LITERATURE_QUESTION = "Is the treatment of hospital-acquired pneumonia delayed when it is diagnosed at night?"
@@ -29,6 +30,6 @@ def run_demo(config: Config, out: Callable[[str], None] = print) -> None:
         assistant = Assistant(config, store, text_encoder=ingestor.text_encoder,
                               joint_encoder=ingestor.joint_encoder)
         out(f"\nLiterature question: {LITERATURE_QUESTION}")
-        out(assistant.ask(question=LITERATURE_QUESTION, k=3).render(explain=True))
+        out(render_answer(assistant.ask(question=LITERATURE_QUESTION, k=3), explain=True))
         out(f"\nChest radiograph {DEMO_IMAGE.name} with the note: {CLINICAL_NOTE}")
-        out(assistant.ask(note=CLINICAL_NOTE, image=DEMO_IMAGE, k=5).render(explain=True))
+        out(render_answer(assistant.ask(note=CLINICAL_NOTE, image=DEMO_IMAGE, k=5), explain=True))

@@ -2,6 +2,9 @@
 
 There is no mock or in-memory stand-in for Weaviate: tests that need the store get the real server
 started from the weaviate-server binary. Under ``CI=true`` a missing binary fails the run.
+
+Test lanes: a test that asks for none of the fixtures in ``NEEDS_SERVER_OR_DATA`` (directly or through another
+fixture) is marked ``unit``: ``pytest -m unit`` runs those without a server or ../shared/data.
 """
 
 from __future__ import annotations
@@ -16,6 +19,16 @@ import pytest
 from medrag.config import Config, load_config
 from medrag.store import Store
 from medrag.store.binary import WeaviateBinary, find_binary
+
+NEEDS_SERVER_OR_DATA = frozenset({"weaviate_binary", "store", "tenant", "data_dir", "pubmedqa", "knowledge",
+                                   "assistant", "fill_demo_knowledge", "fusion_set"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test whose fixture closure needs neither the server nor the data dir as ``unit``."""
+    for item in items:
+        if not NEEDS_SERVER_OR_DATA & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.unit)
 
 
 @pytest.fixture(scope="session")
@@ -118,3 +131,40 @@ def knowledge(store, fill_demo_knowledge) -> str:
     tenant = store.create_tenant(f"assistant-{uuid.uuid4().hex[:8]}")
     fill_demo_knowledge(tenant, 40)
     return tenant
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Fusion tests run on one torch thread: the tensors are tiny, and one thread is immune to OpenMP
+    spin-waiting when other processes share the cores."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def fusion_set(config, store, text_encoder, joint_encoder, fill_demo_knowledge, pubmedqa, tmp_path_factory):
+    """Fusion supervision built through the real pipeline: 40 PubMedQA questions and the demo covid cases,
+    against their knowledge ingested into a tenant of the session's Weaviate server."""
+    import json
+    import uuid
+    from types import SimpleNamespace
+
+    from knowledge_sources import DEMO_DIR
+    from medrag.assistant import Assistant
+    from medrag.fuse import FusionConfig
+    from training.fusion_data import FusionDataBuilder
+
+    tenant = store.create_tenant(f"fusion{uuid.uuid4().hex[:12]}")
+    fill_demo_knowledge(tenant, 40)
+    questions = tmp_path_factory.mktemp("fusion") / "qa.json"
+    questions.write_text(json.dumps(dict(list(pubmedqa.items())[:40])))
+    metadata = DEMO_DIR / "covid" / "metadata.csv"
+    assistant = Assistant(config.replace(reranker="retrieval"), store, text_encoder=text_encoder,
+                          joint_encoder=joint_encoder)
+    builder = FusionDataBuilder(assistant, FusionConfig(), tenant=tenant, candidates=8, progress=False)
+    return SimpleNamespace(data=builder.build(questions, metadata), assistant=assistant, tenant=tenant,
+                           questions=questions, metadata=metadata)

@@ -87,7 +87,8 @@ def test_fusion_reranks_picks_sentences_and_returns_attention_maps(assistant, kn
 
 def test_without_fusion_the_evidence_stays_in_retrieval_order(config, store, text_encoder, joint_encoder,
                                                               assistant, knowledge, pubmedqa):
-    plain = Assistant(config.replace(fusion=False), store, text_encoder=text_encoder, joint_encoder=joint_encoder)
+    plain = Assistant(config.replace(reranker="retrieval"), store, text_encoder=text_encoder,
+                      joint_encoder=joint_encoder)
     question = list(pubmedqa.values())[7]["QUESTION"]
     unfused = plain.search(question=question, tenant=knowledge, k=10)
     fused = assistant.search(question=question, tenant=knowledge, k=10)

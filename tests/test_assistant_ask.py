@@ -10,11 +10,11 @@ import uuid
 import pytest
 
 from knowledge_sources import DEMO_DIR
-from medrag.generate.answer import DRAFT_NOTICE, INSUFFICIENT
 from medrag.generate.evidence import addresses_model
 from medrag.generate.prompt import SYSTEM, build_prompt
 from medrag.store import CASES, REPORTS
 from medrag.store.errors import UnknownTenant
+from medrag.types import DRAFT_NOTICE, INSUFFICIENT
 
 DICOM = DEMO_DIR / "dicom" / "siim-cr-jpeg-baseline.dcm"
 NIGHT_PMID = "17323047"
@@ -37,7 +37,8 @@ def test_citations_map_to_the_exact_stored_sentence_of_their_source(assistant, k
     assert answer.decision is not None and answer.decision.label in ("yes", "no", "maybe")
     assert abs(sum(answer.decision.probabilities.values()) - 1) < 1e-6
     assert {"fuse", "answer", "decide"} <= set(answer.timings_ms)
-    assert {"text_encoder", "router", "fusion", "generator", "decision"} <= set(answer.models)
+    assert {"text_encoder", "router", "reranker", "generator", "decision"} <= set(answer.models)
+    assert "fusion" in answer.models["reranker"]
 
 
 def test_a_dicom_with_a_note_is_answered_from_reports_and_cases_with_image_attention(assistant, knowledge, store):

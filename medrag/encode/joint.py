@@ -23,7 +23,7 @@ import torch
 from torch.nn import functional as nn_functional
 
 from medrag.hf_cache import cached_snapshot
-from medrag.ingest.image import Radiograph, model_input
+from medrag.imaging.radiograph import Radiograph, model_input
 
 DEFAULT_CHECKPOINT = Path(__file__).parent / "weights" / "joint-lite0-minilm"
 """The projection heads trained by ``medrag train joint`` and committed with their model card."""

@@ -1,6 +1,6 @@
-"""Stage 7, fuse: position-aware cross-attention between the query and the retrieved evidence."""
+"""Position-aware cross-attention between the query and the retrieved evidence (the module behind the ``fusion``
+reranker); its losses and training live in ``training/``."""
 
-from medrag.fuse.losses import FusionLossConfig, FusionTargets, fusion_loss, make_targets
 from medrag.fuse.model import (
     CrossAttentionFusion,
     FusionBatch,
@@ -10,15 +10,4 @@ from medrag.fuse.model import (
     collate,
 )
 
-__all__ = [
-    "CrossAttentionFusion",
-    "FusionBatch",
-    "FusionConfig",
-    "FusionExample",
-    "FusionLossConfig",
-    "FusionOutput",
-    "FusionTargets",
-    "collate",
-    "fusion_loss",
-    "make_targets",
-]
+__all__ = ["CrossAttentionFusion", "FusionBatch", "FusionConfig", "FusionExample", "FusionOutput", "collate"]

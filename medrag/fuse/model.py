@@ -1,7 +1,7 @@
 """Position-aware cross-attention fusion of a query (image patches, note/question) with retrieved evidence.
 
 Read top to bottom: the configuration, the padded batch a caller builds with ``collate``, the building
-blocks (positions, attention), the module, and what it returns. The design rules of the brief:
+blocks (positions, attention), the module, and what it returns. The design rules (docs/DESIGN_RULES.md):
 
 - R1 a learnable bias per (query modality, evidence modality) pair and head, added to the
   cross-attention scores before the softmax;
@@ -10,7 +10,7 @@ blocks (positions, attention), the module, and what it returns. The design rules
 - R4 sinusoidal plus learned position encodings: the patch grid (row, column) for the image, token
   order for the text, (candidate rank, sentence order) for the evidence;
 - a learnable temperature on the cross-attention softmax;
-- R7 attention dropout and dropout (label smoothing is in ``losses.py``, like R6);
+- R7 attention dropout and dropout (label smoothing is in ``training/fusion_losses.py``, like R6);
 - an optional information bottleneck (beta per modality pair) on what each evidence modality sends to
   each query modality.
 

@@ -16,7 +16,7 @@ import torch
 
 from medrag.fuse.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from medrag.fuse.model import CrossAttentionFusion, FusionConfig, FusionExample, collate
-from medrag.ingest.sentences import split_sentences
+from medrag.text.sentences import split_sentences
 
 SENTENCES_SELECTED = 5
 

@@ -8,7 +8,6 @@ Saved with skops (no pickle), like the router's intent model.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ from sklearn.preprocessing import StandardScaler
 
 from medrag.generate.evidence import EvidenceSentence
 from medrag.sklearn_io import load_model, save_model
+from medrag.types import Decision
 
 LABELS = ("yes", "no", "maybe")
 DEFAULT_MODEL = Path(__file__).parent / "weights" / "decision-pubmedqa"
@@ -50,23 +50,6 @@ def is_yes_no_question(question: str) -> bool:
         return False
     last = re.split(r"[.:;]\s+", text)[-1]
     return not _WH.match(last)
-
-
-@dataclasses.dataclass(frozen=True)
-class Decision:
-    label: str
-    """"yes", "no" or "maybe"."""
-    confidence: float
-    """The decider's probability of ``label``."""
-    probabilities: dict[str, float]
-    decider: str
-    reliability: str
-    """What is measured about the decider, shown beside the decision so nobody reads more into it."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "confidence": round(self.confidence, 4),
-                "probabilities": {label: round(p, 4) for label, p in self.probabilities.items()},
-                "decider": self.decider, "reliability": self.reliability}
 
 
 def decision_from(probabilities: Sequence[float], decider: str, reliability: str) -> Decision:

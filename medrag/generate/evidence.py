@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from medrag.retrieve.retriever import Evidence
+from medrag.types import Evidence
 
 Encode = Callable[[Sequence[str]], np.ndarray]
 

@@ -11,36 +11,20 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 
+from medrag.config import AnswerConfig
 from medrag.generate.evidence import EvidenceSentence
-from medrag.ingest.sentences import split_sentences
+from medrag.text.sentences import split_sentences
+from medrag.types import Claim
 
-MIN_SUPPORT = 0.6
+MIN_SUPPORT = AnswerConfig().min_support
 _CITATION = re.compile(r"\[\s*(\d+(?:\s*[,;\u2013-]\s*\d+)*)\s*\]")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _INSUFFICIENT = re.compile(
     r"\b(insufficient|not enough|no) (evidence|information)\b|\bcannot be (determined|answered)\b", re.IGNORECASE)
 _BARE_DECISION = re.compile(r"^\W*(yes|no|maybe)\b\W*$", re.IGNORECASE)
-
-
-@dataclasses.dataclass
-class Claim:
-    text: str
-    """The sentence without its citation marks."""
-    cited: list[int]
-    """Evidence numbers it cites (after the check: those that support it)."""
-    support: float
-    """Best support over the cited sentences (cosine); 0 when none supports it."""
-    supported: bool
-    note: str = ""
-    """Why it was dropped, or that the citation was added by the check."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "cited": self.cited, "support": round(self.support, 4),
-                "supported": self.supported, "note": self.note}
 
 
 @dataclasses.dataclass

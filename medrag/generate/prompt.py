@@ -19,7 +19,6 @@ SYSTEM = (
     "Do not add facts that are not in the evidence. If the evidence does not answer the question, reply "
     "exactly: Insufficient evidence."
 )
-SOURCE_LABELS = {"PubmedArticle": "PubMed", "RadiologyReport": "report", "ImagingCase": "case"}
 
 
 class PromptModel(Protocol):

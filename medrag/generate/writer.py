@@ -1,52 +1,161 @@
-"""Write the answer to one searched request: extractive (quote the best evidence sentences) or generative
-(the language model writes from the numbered evidence and the grounding check keeps what is supported).
+"""Write the answer to one searched request with an answer strategy: extractive (quote the best evidence
+sentences), generative (the language model writes from the numbered evidence and the grounding check keeps what
+is supported), or one registered with ``register_strategy``.
 
-Both paths cite the same numbered evidence, both say "insufficient evidence" when no evidence sentence is
-relevant enough, and neither lets text inside the evidence act as an instruction or as support.
+Every strategy cites the same numbered evidence, every answer says "insufficient evidence" when no evidence
+sentence is relevant enough (the strategy is then not called), and no text inside the evidence acts as an
+instruction or as support. The writer owns the models the strategies share (loaded on first use).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from medrag.config import Config
-from medrag.generate.answer import INSUFFICIENT, Answer, Citation
-from medrag.generate.decision import Decision, DecisionModel, decision_features, decision_from, is_yes_no_question
+from medrag.generate.decision import DecisionModel, decision_features, decision_from, is_yes_no_question
 from medrag.generate.evidence import Encode, EvidenceSentence, gather_evidence
-from medrag.generate.grounding import Claim, Grounding, check
+from medrag.generate.grounding import Grounding, check
 from medrag.generate.lm import GenerationSettings, LanguageModel
 from medrag.generate.prompt import build_prompt
+from medrag.sources import citation_label
+from medrag.types import INSUFFICIENT, Answer, Citation, Claim, Decision, SearchResult
 
-if TYPE_CHECKING:
-    from medrag.assistant import SearchResult
 
-MODES = ("auto", "extractive", "generative")
-EXTRACTIVE_SENTENCES = 3
-"""Evidence sentences an extractive answer quotes."""
-_NEAR_DUPLICATE = 0.9
+@dataclasses.dataclass
+class AnswerTask:
+    """One request for a strategy: the question and note as de-identified, and the evidence it may cite."""
+
+    question: str
+    note: str
+    evidence: list[EvidenceSentence]
+    """Every numbered evidence sentence (for the decision)."""
+    relevant: list[EvidenceSentence]
+    """Those an answer may use (never empty when a strategy writes)."""
+    on_token: Callable[[str], None] | None
+    timings: dict[str, float]
+    """Milliseconds per step the strategy took (``generate``, ``ground``, ...), filled by the strategy."""
+
+
+@dataclasses.dataclass
+class Drafted:
+    grounding: Grounding
+    """The claims with their citations (numbers of ``AnswerTask.evidence``), and what was dropped."""
+    generator: str
+    """Shown as ``Answer.models["generator"]``."""
+    tokens: int = 0
+    """Tokens a language model generated."""
+
+
+class AnswerStrategy(Protocol):
+    def write(self, task: AnswerTask) -> Drafted: ...
+
+    def decide(self, task: AnswerTask, models: dict[str, str]) -> Decision | None:
+        """Yes / no / maybe for a yes/no question, or None; records the decider in ``models``."""
+        ...
+
+
+StrategyFactory = Callable[["AnswerWriter"], AnswerStrategy]
+"""Builds a strategy from the writer, whose models (``language_model``, ``decision_model``) it may share."""
+AUTO = "auto"
+_STRATEGIES: dict[str, StrategyFactory] = {}
+_GENERATOR_ALIASES = {"lm": "generative"}
+"""Routing-table ``generator`` values that name a strategy differently."""
+
+
+def register_strategy(name: str, factory: StrategyFactory, *, replace: bool = False) -> None:
+    """Make ``mode=name`` (and a routing-table ``generator: name``) answer with ``factory(writer)``."""
+    if name == AUTO or (name in _STRATEGIES and not replace):
+        raise ValueError(f"answer strategy {name!r} is reserved or already registered; pass replace=True to "
+                         "redefine a registered one")
+    _STRATEGIES[name] = factory
+
+
+def unregister_strategy(name: str) -> None:
+    _STRATEGIES.pop(name, None)
+
+
+def modes() -> tuple[str, ...]:
+    """``auto`` and every registered strategy."""
+    return (AUTO, *_STRATEGIES)
 
 
 def resolve_mode(mode: str, generator: str | None) -> str:
-    """``auto`` follows the routing table's ``generator`` for the intent (``lm`` = generative)."""
-    if mode not in MODES:
-        raise ValueError(f"mode {mode!r} is not one of {', '.join(MODES)}")
-    if mode != "auto":
+    """``auto`` follows the routing table's ``generator`` for the intent (``lm`` = generative); an unknown table
+    value falls back to extractive."""
+    if mode not in modes():
+        raise ValueError(f"mode {mode!r} is not one of {', '.join(modes())}")
+    if mode != AUTO:
         return mode
-    return "generative" if generator == "lm" else "extractive"
+    chosen = _GENERATOR_ALIASES.get(generator or "", generator)
+    return chosen if chosen in _STRATEGIES else "extractive"
 
 
-def extractive_claims(relevant: Sequence[EvidenceSentence], most: int = EXTRACTIVE_SENTENCES) -> list[Claim]:
+def extractive_claims(relevant: Sequence[EvidenceSentence], most: int = 3, near_duplicate: float = 0.9
+                      ) -> list[Claim]:
     """The first distinct sentences (fusion's order), grouped by source and in text order within a source."""
     chosen: list[EvidenceSentence] = []
     for sentence in relevant:
-        if len(chosen) < most and all(float(sentence.vector @ c.vector) < _NEAR_DUPLICATE for c in chosen):
+        if len(chosen) < most and all(float(sentence.vector @ c.vector) < near_duplicate for c in chosen):
             chosen.append(sentence)
     sources = list(dict.fromkeys(s.source_id for s in chosen))
     chosen.sort(key=lambda s: (sources.index(s.source_id), s.sentence_index))
     return [Claim(s.text, [s.number], 1.0, True) for s in chosen]
+
+
+class Extractive:
+    """Quote the best distinct evidence sentences; the trained decision model answers yes/no questions."""
+
+    generator = "extractive (quoted evidence sentences)"
+
+    def __init__(self, writer: AnswerWriter) -> None:
+        self.writer = writer
+
+    def write(self, task: AnswerTask) -> Drafted:
+        settings = self.writer.config.answer
+        claims = extractive_claims([s for s in task.relevant if not s.addresses_model],
+                                   settings.extractive_sentences, settings.near_duplicate)
+        return Drafted(Grounding(claims, [], not claims, *[len(claims)] * 4), self.generator)
+
+    def decide(self, task: AnswerTask, models: dict[str, str]) -> Decision | None:
+        decider = self.writer.decision_model
+        if decider is None:
+            return None
+        models["decision"] = decider.name
+        return decider(decision_features(self.writer.encode([task.question])[0], task.evidence))
+
+
+class Generative:
+    """The language model writes from the numbered evidence; the grounding check keeps what is supported. Its
+    own probabilities of yes / no / maybe decide."""
+
+    def __init__(self, writer: AnswerWriter) -> None:
+        self.writer = writer
+
+    def write(self, task: AnswerTask) -> Drafted:
+        model = self.writer.language_model
+        settings = self.writer.settings
+        prompt, shown = build_prompt(model, task.question, task.note, task.relevant, settings.max_new_tokens)
+        generated = model.generate(prompt, settings, on_token=task.on_token)
+        task.timings["generate"] = generated.seconds * 1000
+        stamp = time.perf_counter()
+        grounding = check(generated.text, shown, self.writer.encode, self.writer.config.answer.min_support)
+        task.timings["ground"] = (time.perf_counter() - stamp) * 1000
+        return Drafted(grounding, model.name, generated.tokens)
+
+    def decide(self, task: AnswerTask, models: dict[str, str]) -> Decision | None:
+        model = self.writer.language_model
+        prompt, _ = build_prompt(model, task.question, "", task.relevant, 1, decide=True)
+        models["decision"] = f"{model.name} (probabilities of yes / no / maybe)"
+        return decision_from(model.option_probabilities(prompt, ["Yes", "No", "Maybe"]), models["decision"],
+                             "zero-shot; measure it with `medrag eval answers`")
+
+
+register_strategy("extractive", Extractive)
+register_strategy("generative", Generative)
 
 
 class AnswerWriter:
@@ -60,6 +169,7 @@ class AnswerWriter:
         self.dim = dim
         self.settings = settings or GenerationSettings(max_new_tokens=config.max_new_tokens,
                                                        temperature=config.temperature)
+        self._strategies: dict[str, AnswerStrategy] = {}
 
     @functools.cached_property
     def language_model(self) -> LanguageModel:
@@ -87,59 +197,47 @@ class AnswerWriter:
         answerable = not query.question or any(s.relevance >= self.config.min_relevance for s in evidence)
         return evidence, evidence if answerable else []
 
+    def strategy(self, mode: str) -> AnswerStrategy:
+        """The strategy registered as ``mode`` (not ``auto``), built once per writer."""
+        if mode not in self._strategies:
+            if mode not in _STRATEGIES:
+                raise ValueError(f"mode {mode!r} is not one of {', '.join(modes())}")
+            self._strategies[mode] = _STRATEGIES[mode](self)
+        return self._strategies[mode]
+
     def __call__(self, result: SearchResult, mode: str, on_token: Callable[[str], None] | None = None) -> Answer:
         query = result.query
         started = time.perf_counter()
         timings: dict[str, float] = {}
         mode = resolve_mode(mode, result.route.models.get("generator"))
+        strategy = self.strategy(mode)
         evidence, relevant = self.evidence(result)
         warnings = [f"evidence [{s.number}] ({s.collection} {s.source_id}) reads as an instruction to an AI "
                     "model; it was treated as data and not used as support" for s in evidence if s.addresses_model]
-        tokens = 0
-        if mode == "generative" and relevant:
-            models = {"generator": self.language_model.name}
-            grounding, tokens = self._generate(query.question, query.note, relevant, on_token, timings)
-        else:  # extractive, or nothing relevant to write from: the language model is not asked to guess
-            models = {"generator": "extractive (quoted evidence sentences)" if relevant or mode == "extractive"
-                      else "none: no evidence relevant enough to write from"}
-            claims = extractive_claims([s for s in relevant if not s.addresses_model])
-            grounding = Grounding(claims, [], not claims, len(claims), len(claims), len(claims), len(claims))
+        task = AnswerTask(query.question, query.note, evidence, relevant, on_token, timings)
+        if relevant:
+            drafted = strategy.write(task)
+        else:  # nothing relevant to write from: no strategy (and no language model) is asked to guess
+            drafted = Drafted(Grounding([], [], True, 0, 0, 0, 0), "none: no evidence relevant enough to write from")
+        models = {"generator": drafted.generator}
         stamp = time.perf_counter()
-        decision = self.decide(query.question, mode, evidence, relevant, models) if grounding.claims else None
+        decision = self.decide(query.question, mode, evidence, relevant, models) if drafted.grounding.claims else None
         timings["decide"] = (time.perf_counter() - stamp) * 1000
-        answer = _assemble(grounding, evidence, mode, decision, result, models, warnings)
+        answer = _assemble(drafted.grounding, evidence, mode, decision, result, models, warnings)
         timings["answer"] = (time.perf_counter() - started) * 1000 - sum(timings.values())
         answer.timings_ms = {**result.timings_ms, **timings}
-        answer.tokens = tokens
+        answer.tokens = drafted.tokens
         return answer
 
-    def _generate(self, question: str, note: str, relevant: Sequence[EvidenceSentence],
-                  on_token: Callable[[str], None] | None, timings: dict[str, float]) -> tuple[Grounding, int]:
-        model = self.language_model
-        prompt, shown = build_prompt(model, question, note, relevant, self.settings.max_new_tokens)
-        generated = model.generate(prompt, self.settings, on_token=on_token)
-        timings["generate"] = generated.seconds * 1000
-        stamp = time.perf_counter()
-        grounding = check(generated.text, shown, self.encode)
-        timings["ground"] = (time.perf_counter() - stamp) * 1000
-        return grounding, generated.tokens
 
     def decide(self, question: str, mode: str, evidence: Sequence[EvidenceSentence],
-                relevant: Sequence[EvidenceSentence], models: dict[str, str]) -> Decision | None:
-        """Yes / no / maybe for a yes/no question: the language model's own in generative mode, else the trained
-        decision model's (None without one). Records the decider in ``models``."""
+               relevant: Sequence[EvidenceSentence], models: dict[str, str]) -> Decision | None:
+        """Yes / no / maybe from the ``mode`` strategy for a yes/no question (None for any other question); the
+        decider is recorded in ``models``."""
         if not question or not is_yes_no_question(question):
             return None
-        if mode == "generative":
-            model = self.language_model
-            prompt, _ = build_prompt(model, question, "", relevant, 1, decide=True)
-            models["decision"] = f"{model.name} (probabilities of yes / no / maybe)"
-            return decision_from(model.option_probabilities(prompt, ["Yes", "No", "Maybe"]), models["decision"],
-                                 "zero-shot; measure it with `medrag eval answers`")
-        if self.decision_model is None:
-            return None
-        models["decision"] = self.decision_model.name
-        return self.decision_model(decision_features(self.encode([question])[0], evidence))
+        task = AnswerTask(question, "", list(evidence), list(relevant), None, {})
+        return self.strategy(mode).decide(task, models)
 
 
 def _assemble(grounding: Grounding, evidence: Sequence[EvidenceSentence], mode: str, decision: Decision | None,
@@ -154,7 +252,8 @@ def _assemble(grounding: Grounding, evidence: Sequence[EvidenceSentence], mode: 
             support[number] = max(support.get(number, 0.0), claim.support)
     claims = [Claim(c.text, [renumber[n] for n in c.cited], c.support, c.supported, c.note) for c in grounding.claims]
     citations = [Citation(new, by_number[old].collection, by_number[old].source_id, by_number[old].text,
-                          by_number[old].sentence_index, by_number[old].relevance, support[old])
+                          by_number[old].sentence_index, by_number[old].relevance, support[old],
+                          citation_label(by_number[old].collection, by_number[old].source_id))
                  for old, new in renumber.items()]
     insufficient = not claims
     text = INSUFFICIENT if insufficient else " ".join(

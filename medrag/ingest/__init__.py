@@ -1,1 +1,1 @@
-"""Stage 2, ingest: de-identification first, then image normalisation and records for the store."""
+"""Stage 2, ingest: load a registered knowledge source, prepare (de-identify first), encode, upsert."""

@@ -24,33 +24,19 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from knowledge_sources.cases import load_cases
-from knowledge_sources.pubmed import load_pubmed
 from knowledge_sources.records import Problem, SourceRecord
-from knowledge_sources.reports import load_reports
 from medrag.config import Config
+from medrag.deid.dicom import DicomDeidentifier
+from medrag.deid.secrets import deid_key
+from medrag.deid.text import TextScrubber
 from medrag.encode.joint import JointEncoder
 from medrag.encode.text import TextEncoder
-from medrag.ingest.dicom_deid import DicomDeidentifier
-from medrag.ingest.image import NotARadiograph
-from medrag.ingest.prepare import CasePreparer, Prepared, prepare_article, prepare_report
-from medrag.ingest.secrets import deid_key
-from medrag.ingest.text_deid import TextScrubber
-from medrag.store import (
-    ARTICLES,
-    CASES,
-    JOINT_VECTOR,
-    REPORTS,
-    SENTENCE_VECTORS,
-    TEXT_VECTOR,
-    Record,
-    Store,
-    pack_vectors,
-)
+from medrag.imaging.radiograph import NotARadiograph
+from medrag.sources import ARTICLES, CASES, REPORTS, KnowledgeSource, PrepareContext, Prepared, get_source
+from medrag.store import Record, Store
+from medrag.vectors import JOINT_VECTOR, SENTENCE_VECTORS, TEXT_VECTOR, pack_vectors
 
 Loaded = SourceRecord | Problem
-JOINT_COLLECTIONS = (REPORTS, CASES)
-"""Collections that get a ``joint`` vector: reports from their text, cases from their image."""
 SENTENCE_VECTORS_MARK = "sentence-vectors:v1"
 """Part of every content hash: bump it when how ``sentence_vectors`` are made changes, and re-ingest re-encodes."""
 
@@ -121,9 +107,9 @@ class Ingestor:
         self.batch_size = batch_size
         self.progress = progress
         key = deid_key(config)
-        self.scrubber = TextScrubber()
-        self.cases = CasePreparer(DicomDeidentifier(key, allow_burned_in=allow_burned_in), self.scrubber,
-                                  config.image_dir, self.tenant)
+        self.context = PrepareContext(DicomDeidentifier(key, allow_burned_in=allow_burned_in), TextScrubber(),
+                                      config.image_dir, self.tenant)
+        self._preparations: dict[str, Callable[[SourceRecord], Prepared]] = {}
         # Stored with every object: a new encoder changes every hash, so re-ingest re-encodes.
         self.encoder_id = f"{Path(self.text_encoder.model_path).name}:{self.text_encoder.dim}"
         self._load_joint = joint and joint_encoder is None
@@ -140,16 +126,19 @@ class Ingestor:
     def joint_id(self) -> str | None:
         return f"{self.joint_encoder.source}:{self.joint_encoder.dim}" if self.joint_encoder else None
 
+    def ingest(self, collection: str, paths: Iterable[Path], **options: Any) -> IngestSummary:
+        """Files or folders into any registered knowledge source; ``options`` (e.g. ``mapping``) go to its loader."""
+        source = get_source(collection)
+        paths = list(paths)
+        return self._run(collection, lambda: source.load(paths, **options), self._preparation(source))
+
     def pubmed(self, paths: Iterable[Path], mapping: str | Path | None = None) -> IngestSummary:
         """MEDLINE/PubMed XML, PubTator and PubMedQA JSON files or folders."""
-        paths = list(paths)
-        return self._run(ARTICLES, lambda: load_pubmed(paths, mapping=mapping), prepare_article)
+        return self.ingest(ARTICLES, paths, mapping=mapping)
 
     def reports(self, paths: Iterable[Path], mapping: str | Path | None = None) -> IngestSummary:
         """Open-i/IU ecgen XML (also inside the .tgz) and CSV exports."""
-        paths = list(paths)
-        return self._run(REPORTS, lambda: load_reports(paths, mapping=mapping),
-                         lambda record: prepare_report(record, self.scrubber))
+        return self.ingest(REPORTS, paths, mapping=mapping)
 
     def images(self, paths: Iterable[Path], notes: Path | None = None,
                mapping: str | Path | None = None) -> IngestSummary:
@@ -157,9 +146,14 @@ class Ingestor:
 
         ``mapping`` maps the notes CSV when ``notes`` is given, else the image+note tables in ``paths``.
         """
-        paths = list(paths)
         mappings = {"notes_mapping": mapping} if notes else {"mapping": mapping}
-        return self._run(CASES, lambda: load_cases(paths, notes=notes, **mappings), self.cases)
+        return self.ingest(CASES, paths, notes=notes, **mappings)
+
+    def _preparation(self, source: KnowledgeSource) -> Callable[[SourceRecord], Prepared]:
+        """The source's record -> object function for this ingestor's tenant and de-identifiers, built once."""
+        if source.collection not in self._preparations:
+            self._preparations[source.collection] = source.prepare(self.context)
+        return self._preparations[source.collection]
 
     def _run(self, collection: str, load: Callable[[], Iterable[Loaded]],
              prepare: Callable[[SourceRecord], Prepared]) -> IngestSummary:
@@ -195,16 +189,17 @@ class Ingestor:
         # never the (many) articles.
         # "sentence-vectors:v1": objects stored before sentence vectors existed hash differently and are re-encoded.
         encoders = [self.encoder_id, SENTENCE_VECTORS_MARK]
-        if item.collection in JOINT_COLLECTIONS and self.joint_id:
+        if get_source(item.collection).joint and self.joint_id:
             encoders.append(self.joint_id)
         payload = json.dumps([*encoders, item.properties], sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()
 
     def _joint_vectors(self, collection: str, items: list[Prepared]) -> np.ndarray | None:
         """One batched joint encoding: report texts, case images; ``None`` where there is no joint vector."""
-        if collection not in JOINT_COLLECTIONS or self.joint_encoder is None:
+        joint = get_source(collection).joint
+        if joint is None or self.joint_encoder is None:
             return None
-        if collection == REPORTS:
+        if joint == "text":
             return self.joint_encoder.encode_texts([item.text for item in items])
         images = [item.image for item in items if item.image is not None]
         if len(images) != len(items):

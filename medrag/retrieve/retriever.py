@@ -8,80 +8,33 @@ de-duplicated by source id; the sentences that best match the query are kept as 
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
 from medrag.encode.joint import JointEncoder
 from medrag.encode.text import TextEncoder
-from medrag.ingest.image import Radiograph
+from medrag.imaging.radiograph import Radiograph
 from medrag.retrieve.cache import QueryCache
-from medrag.store import (
-    CASES,
-    JOINT_VECTOR,
-    REPORTS,
-    SENTENCE_VECTORS,
-    TEXT_VECTOR,
-    Filters,
-    Hit,
-    Store,
-    unpack_vectors,
-)
+from medrag.sources import joint_collections
+from medrag.store import Filters, Hit, Store
+from medrag.types import Evidence, SourceSearch
+from medrag.vectors import JOINT_VECTOR, TEXT_VECTOR
 
 RRF_K = 60
-"""The constant of reciprocal-rank fusion; 60 is the value of the original paper and of MedRAG."""
-JOINT_SOURCES = (REPORTS, CASES)
+"""The default constant of reciprocal-rank fusion (``Config.retrieval.rrf_k``): the original paper's and MedRAG's."""
 _WORD = re.compile(r"[a-z0-9]+")
 
 
-@dataclasses.dataclass(frozen=True)
-class SourceSearch:
-    """How to search one source: its collection, weight in the merge, hybrid alpha and depth."""
-
-    collection: str
-    weight: float = 1.0
-    alpha: float = 0.5
-    limit: int = 20
-
-
-@dataclasses.dataclass
-class Evidence:
-    collection: str
-    source_id: str
-    score: float
-    """Weighted RRF score: the sum over the rankings that found it."""
-    ranks: dict[str, int]
-    """Rank in each ranking that found it, e.g. ``{"RadiologyReport/hybrid": 1, "RadiologyReport/joint": 4}``."""
-    properties: dict[str, Any]
-    passages: list[str]
-
-    def sentence_vectors(self, dim: int = 384) -> np.ndarray:
-        """(len(sentences), dim) float32: the text-encoder vector of each stored sentence, stored at ingest."""
-        blob = self.properties.get(SENTENCE_VECTORS)
-        if not blob:
-            raise ValueError(
-                f"{self.collection} {self.source_id} has no {SENTENCE_VECTORS}: it was ingested before they "
-                f"were stored; re-run `medrag ingest ...` on its source (same --tenant) to add sentence vectors"
-            )
-        vectors = unpack_vectors(blob, dim)
-        sentences = self.properties.get("sentences") or []
-        if len(vectors) != len(sentences):
-            raise ValueError(f"{self.collection} {self.source_id}: {len(vectors)} sentence vectors for "
-                             f"{len(sentences)} sentences; re-run `medrag ingest ...` on its source to re-encode")
-        return vectors
-
-
-def rrf_merge(rankings: dict[str, tuple[float, Sequence[Hit]]]) -> list[Evidence]:
+def rrf_merge(rankings: dict[str, tuple[float, Sequence[Hit]]], rrf_k: int = RRF_K) -> list[Evidence]:
     """Merge named, weighted rankings; the same (collection, source id) found twice adds up."""
     merged: dict[tuple[str, str], Evidence] = {}
     for name, (weight, hits) in rankings.items():
         for rank, hit in enumerate(hits, 1):
             key = (hit.collection, hit.source_id)
             evidence = merged.setdefault(key, Evidence(hit.collection, hit.source_id, 0.0, {}, hit.properties, []))
-            evidence.score += weight / (RRF_K + rank)
+            evidence.score += weight / (rrf_k + rank)
             evidence.ranks[name] = rank
     return sorted(merged.values(), key=lambda evidence: evidence.score, reverse=True)
 
@@ -102,7 +55,10 @@ class Retriever:
         self.store = store
         self.text_encoder = text_encoder
         self.joint_encoder = joint_encoder
-        self.cache = cache or QueryCache()
+        settings = store.config.retrieval
+        self.cache = cache or QueryCache(settings.cache_size, settings.cache_ttl)
+        self.rrf_k = settings.rrf_k
+        self.passages = settings.passages
         store.write_listeners.append(self.cache.invalidate)
 
     def text_vectors(self, texts: Sequence[str]) -> np.ndarray:
@@ -133,18 +89,17 @@ class Retriever:
                         limit=s.limit, tenant=tenant)))
         if image_vector is not None:
             for source in sources:
-                if source.collection in JOINT_SOURCES:
+                if source.collection in joint_collections():
                     rankings[f"{source.collection}/joint"] = (source.weight, self.store.near_vector(
                         source.collection, image_vector, target_vector=JOINT_VECTOR, filters=filters,
                         limit=source.limit, tenant=tenant))
         return rankings
 
-    @staticmethod
-    def merge(query: str, rankings: dict[str, tuple[float, Sequence[Hit]]], k: int = 10) -> list[Evidence]:
+    def merge(self, query: str, rankings: dict[str, tuple[float, Sequence[Hit]]], k: int = 10) -> list[Evidence]:
         """Top ``k`` of the fused rankings, each with the sentences that best match the query."""
-        evidence = rrf_merge(rankings)[:k]
+        evidence = rrf_merge(rankings, self.rrf_k)[:k]
         for item in evidence:
-            item.passages = best_passages(query, item.properties.get("sentences") or [])
+            item.passages = best_passages(query, item.properties.get("sentences") or [], self.passages)
         return evidence
 
     def search(self, query: str, sources: Sequence[SourceSearch], *, image: Radiograph | None = None,

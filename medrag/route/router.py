@@ -11,54 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 
 from medrag.config import Config
-from medrag.retrieve.retriever import JOINT_SOURCES, SourceSearch
 from medrag.route.classifier import IntentClassifier
 from medrag.route.features import CUES, Query, words
 from medrag.route.table import RoutingTable
-from medrag.store import COLLECTIONS
+from medrag.sources import collections, get_source, joint_collections
+from medrag.types import Hints, Route, SourceSearch
 
 Embed = Callable[[Sequence[str]], np.ndarray]
-SOURCE_NAMES = {"PubmedArticle": "PubMed articles", "RadiologyReport": "radiology reports",
-                "ImagingCase": "imaging cases"}
-
-
-@dataclasses.dataclass(frozen=True)
-class Hints:
-    """What the user asked for explicitly; hints beat the model."""
-
-    sources: tuple[str, ...] = ()
-    """Search exactly these collections."""
-    intent: str | None = None
-    """Treat the query as this intent (a row of the routing table)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Route:
-    intent: str
-    probabilities: dict[str, float]
-    searches: tuple[SourceSearch, ...]
-    image_search: bool
-    """Search the joint vector of reports and cases with the query image."""
-    models: dict[str, str]
-    reason: str
-    rules: tuple[str, ...]
-    """Overrides that changed the model's decision, in the order they applied."""
-
-    @property
-    def confidence(self) -> float:
-        return self.probabilities[self.intent]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"intent": self.intent, "confidence": round(self.confidence, 4),
-                "probabilities": {name: round(p, 4) for name, p in self.probabilities.items()},
-                "sources": [dataclasses.asdict(search) for search in self.searches],
-                "image_search": self.image_search, "models": self.models, "reason": self.reason,
-                "rules": list(self.rules)}
 
 
 class Router:
@@ -103,8 +66,9 @@ class Router:
             probabilities = {name: float(name == hints.intent) for name in self.table.intents}
             rules.append(f"the user asked to treat this as {hints.intent}")
         elif not query.text:
-            probabilities = {name: float(name == "imaging") for name in self.table.intents}
-            rules.append("an image without text is an imaging query")
+            image_only = self.table.image_only_intent
+            probabilities = {name: float(name == image_only) for name in self.table.intents}
+            rules.append(f"an image without text is an {image_only} query")
         intent = max(probabilities, key=probabilities.__getitem__)
         confident = probabilities[intent] >= self.table.confidence_threshold
         searches = self._mix(probabilities, intent, confident)
@@ -147,23 +111,24 @@ class Router:
 
     def _with_image(self, searches: tuple[SourceSearch, ...]) -> tuple[SourceSearch, ...]:
         by_collection = {search.collection: search for search in searches}
-        for collection in JOINT_SOURCES:
+        for collection in joint_collections():
             current = by_collection.get(collection) or SourceSearch(collection, weight=0.0)
             by_collection[collection] = dataclasses.replace(
                 current, weight=max(current.weight, self.table.image_min_weight))
         return tuple(sorted(by_collection.values(), key=lambda search: search.weight, reverse=True))
 
     @staticmethod
-    def _only(searches: tuple[SourceSearch, ...], collections: Sequence[str]) -> tuple[SourceSearch, ...]:
-        unknown = [name for name in collections if name not in COLLECTIONS]
+    def _only(searches: tuple[SourceSearch, ...], chosen: Sequence[str]) -> tuple[SourceSearch, ...]:
+        unknown = [name for name in chosen if name not in collections()]
         if unknown:
-            raise ValueError(f"unknown source hint {unknown}; use one of {', '.join(COLLECTIONS)}")
+            raise ValueError(f"unknown source hint {unknown}; use one of {', '.join(collections())}")
         by_collection = {search.collection: search for search in searches}
-        return tuple(by_collection.get(name) or SourceSearch(name) for name in collections)
+        return tuple(by_collection.get(name) or SourceSearch(name) for name in chosen)
 
     def _reason(self, query: Query, intent: str, probabilities: dict[str, float],
                 searches: tuple[SourceSearch, ...], rules: list[str]) -> str:
-        vocabulary = CUES.get("symptoms" if intent == "clinical" else intent, frozenset())
+        cue_list = self.table.intents[intent].cues or intent
+        vocabulary = CUES.get(cue_list, frozenset())
         cues = sorted(set(words(query.text)) & vocabulary)[:5]
         odds = ", ".join(f"{name} {p:.2f}" for name, p in sorted(probabilities.items(), key=lambda kv: -kv[1]))
         inputs = ", ".join(name for name, present in (("question", query.question.strip()),
@@ -172,6 +137,6 @@ class Router:
         parts = [f"{intent}: {self.table.intents[intent].description} ({odds}; inputs: {inputs}"
                  + (f"; cue words: {', '.join(cues)}" if cues else "") + ")."]
         parts += [f"Rule: {rule}." for rule in rules]
-        parts.append("Searching " + ", ".join(f"{SOURCE_NAMES.get(s.collection, s.collection)} (weight {s.weight:.2f})"
+        parts.append("Searching " + ", ".join(f"{get_source(s.collection).display} (weight {s.weight:.2f})"
                                               for s in searches) + ".")
         return " ".join(parts)

@@ -1,6 +1,6 @@
-"""Stage 4, store: Weaviate collections for articles, reports and imaging cases (embedded by default)."""
+"""Stage 4, store: one Weaviate collection per registered knowledge source (embedded server by default)."""
 
-from medrag.store.blobs import pack_vectors, unpack_vectors
+from medrag.sources import ARTICLES, CASES, REPORTS, object_uuid
 from medrag.store.errors import (
     BinaryNotFound,
     ConnectionFailed,
@@ -9,12 +9,13 @@ from medrag.store.errors import (
     StoreError,
     UnknownTenant,
 )
-from medrag.store.schema import ARTICLES, CASES, COLLECTIONS, JOINT_VECTOR, REPORTS, SENTENCE_VECTORS, TEXT_VECTOR
-from medrag.store.store import Filters, Hit, ImportReport, Record, Store, object_uuid
+from medrag.store.schema import collection_spec, collection_specs
+from medrag.store.store import Filters, Hit, ImportReport, Record, Store
+from medrag.vectors import JOINT_VECTOR, SENTENCE_VECTORS, TEXT_VECTOR, pack_vectors, unpack_vectors
 
 __all__ = [
-    "ARTICLES", "CASES", "COLLECTIONS", "JOINT_VECTOR", "REPORTS", "SENTENCE_VECTORS", "TEXT_VECTOR",
+    "ARTICLES", "CASES", "JOINT_VECTOR", "REPORTS", "SENTENCE_VECTORS", "TEXT_VECTOR",
     "BinaryNotFound", "ConnectionFailed", "Filters", "Hit", "ImportFailed", "ImportReport", "Record",
-    "ServerStartError", "Store", "StoreError", "UnknownTenant", "object_uuid",
-    "pack_vectors", "unpack_vectors",
+    "ServerStartError", "Store", "StoreError", "UnknownTenant", "collection_spec", "collection_specs",
+    "object_uuid", "pack_vectors", "unpack_vectors",
 ]

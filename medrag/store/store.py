@@ -19,13 +19,15 @@ from weaviate.classes.data import DataObject
 from weaviate.classes.query import Filter, MetadataQuery
 from weaviate.classes.tenants import Tenant
 from weaviate.exceptions import WeaviateBaseError, WeaviateInsertManyAllFailedError
-from weaviate.util import generate_uuid5
 
 from medrag.config import Config
+from medrag.sources import collections as registered_collections
+from medrag.sources import object_uuid
 from medrag.store.connection import connect_client, start_embedded
 from medrag.store.errors import ImportFailed, StoreError, UnknownTenant
-from medrag.store.schema import COLLECTIONS, VECTORS, CollectionSpec
+from medrag.store.schema import CollectionSpec, collection_spec, collection_specs
 from medrag.store.server import EmbeddedServer
+from medrag.vectors import VECTORS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,11 +78,6 @@ class ImportReport:
     collection: str
     written: int = 0
     failures: list[tuple[str, str]] = dataclasses.field(default_factory=list)
-
-
-def object_uuid(collection: str, source_id: str) -> str:
-    """Deterministic id: the same source record always lands on the same object."""
-    return str(generate_uuid5(source_id, collection))
 
 
 def _chunks(items: Iterable[Record], size: int) -> Iterator[list[Record]]:
@@ -159,10 +156,11 @@ class Store:
 
     # --- schema -------------------------------------------------------------------------------
 
-    def ensure_schema(self, specs: Iterable[CollectionSpec] = COLLECTIONS.values()) -> None:
-        """Create missing collections and add missing properties; existing data is untouched."""
+    def ensure_schema(self, specs: Iterable[CollectionSpec] | None = None) -> None:
+        """Create missing collections (default: every registered source) and add missing properties; existing data
+        is untouched."""
         with self._guard("creating the schema"):
-            for spec in specs:
+            for spec in collection_specs() if specs is None else specs:
                 properties = [
                     Property(name=field.name, data_type=field.kind, description=field.description or None,
                              index_searchable=field.searchable, tokenization=field.tokenization)
@@ -186,11 +184,12 @@ class Store:
                         collection.config.add_property(prop)
         self._returned.clear()
 
-    def create_tenant(self, name: str | None = None, collections: Iterable[str] = COLLECTIONS) -> str:
-        """Make a tenant (a hospital) in every collection; a no-op where it exists."""
+    def create_tenant(self, name: str | None = None, collections: Iterable[str] | None = None) -> str:
+        """Make a tenant (a hospital) in every collection (default: every registered source); a no-op where it
+        exists."""
         name = name or self.config.weaviate.tenant
         with self._guard(f"creating tenant {name!r}"):
-            for collection_name in collections:
+            for collection_name in registered_collections() if collections is None else collections:
                 tenants = self.client.collections.use(collection_name).tenants
                 if name not in tenants.get():
                     tenants.create(Tenant(name=name))
@@ -201,8 +200,8 @@ class Store:
             return set(self.client.collections.use(collection).tenants.get())
 
     def _collection(self, name: str, tenant: str | None) -> Any:
-        if name not in COLLECTIONS:
-            raise StoreError(f"unknown collection {name!r}; known: {', '.join(COLLECTIONS)}")
+        if name not in registered_collections():
+            raise StoreError(f"unknown collection {name!r}; known: {', '.join(registered_collections())}")
         return self.client.collections.use(name).with_tenant(tenant or self.config.weaviate.tenant)
 
     # --- writes -------------------------------------------------------------------------------
@@ -301,11 +300,11 @@ class Store:
         list is what the server has, read once per collection.
         """
         if collection not in self._returned:
-            if collection not in COLLECTIONS:
-                raise StoreError(f"unknown collection {collection!r}; known: {', '.join(COLLECTIONS)}")
+            if collection not in registered_collections():
+                raise StoreError(f"unknown collection {collection!r}; known: {', '.join(registered_collections())}")
             with self._guard(f"reading the schema of {collection}"):
                 present = {prop.name for prop in self.client.collections.use(collection).config.get().properties}
-            self._returned[collection] = [field.name for field in COLLECTIONS[collection].fields
+            self._returned[collection] = [field.name for field in collection_spec(collection).fields
                                           if field.name in present]
         return self._returned[collection]
 

@@ -1,4 +1,4 @@
-"""The joint image-text space: loading paths, the patient split, metrics, and training on real pairs."""
+"""The joint image-text space: loading paths, the named patient split, metrics, and training on real pairs."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from evaluation.joint import retrieval_metrics
 from knowledge_sources import DEMO_DIR
+from medrag.datasets.covid import covid_pairs
+from medrag.datasets.splits import DEFAULT_SPLIT
 from medrag.encode.joint import DEFAULT_CHECKPOINT, JointEncoder, _resolve_text_tower, base_model_config
-from medrag.encode.pairs import covid_pairs, split
-from medrag.encode.train_joint import TrainOptions, train_joint
-from medrag.ingest.image import load_image_file
+from medrag.imaging.radiograph import load_image_file
+from medrag.metrics import retrieval_metrics
+from training.joint import TrainOptions, train_joint
 
 
 @pytest.fixture(scope="module")
@@ -62,14 +63,14 @@ def test_models_are_never_downloaded(tmp_path):
 
 def test_split_keeps_every_patient_and_image_on_one_side(data_dir):
     pairs = covid_pairs(data_dir / "cxr" / "covid" / "metadata.csv")
-    parts = split(pairs, (0.7, 0.1), seed=0)
-    assert sum(len(part) for part in parts) == len(pairs)
+    parts = DEFAULT_SPLIT.divide(pairs)
+    assert sum(len(part) for part in parts) == len(pairs) and all(parts)
     groups = [{pair.group for pair in part} for part in parts]
     files = [{pair.image_path for pair in part} for part in parts]
     for a in range(3):
         for b in range(a + 1, 3):
             assert not groups[a] & groups[b] and not files[a] & files[b]
-    assert split(pairs, (0.7, 0.1), seed=0) == parts
+    assert DEFAULT_SPLIT.divide(pairs) == parts
 
 
 def test_retrieval_metrics_count_identical_texts_as_relevant():
@@ -85,6 +86,8 @@ def test_retrieval_metrics_count_identical_texts_as_relevant():
 def test_training_beats_both_baselines_on_held_out_patients_and_is_reproducible(config, data_dir, tmp_path):
     options = TrainOptions()
     card = train_joint(config, data_dir, tmp_path / "a", options)
+    assert card["split"]["name"] == DEFAULT_SPLIT.name
+    assert card["split"]["parts"]["test"]["items"] == card["data"]["test"] == card["test_metrics"]["trained"]["pairs"]
     metrics = card["test_metrics"]
     for direction in ("image_to_text", "text_to_image"):
         trained = metrics["trained"][direction]["recall@5"]

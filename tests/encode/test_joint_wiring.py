@@ -19,7 +19,7 @@ from knowledge_sources import DEMO_DIR
 from medrag.config import Config, load_config
 from medrag.doctor import report
 from medrag.encode.joint import JointEncoder, build_base_model, trained_parameter_names
-from medrag.ingest.image import Radiograph, load_image_file, read_dicom, to_radiograph
+from medrag.imaging.radiograph import Radiograph, load_image_file, read_dicom, to_radiograph
 from medrag.ingest.pipeline import Ingestor
 from medrag.store import ARTICLES, CASES, JOINT_VECTOR, REPORTS, TEXT_VECTOR, Store
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from evaluation.answers import evaluate_answers, render_markdown
+from medrag.datasets.splits import DEFAULT_SPLIT
 
 
 def test_answer_evaluation_reports_decisions_grounding_and_refusals(assistant, knowledge, pubmedqa, tmp_path):
@@ -28,3 +29,8 @@ def test_answer_evaluation_reports_decisions_grounding_and_refusals(assistant, k
     assert generated["written"]["supported_citations"] <= generated["written"]["citations"]
     assert (tmp_path / "out" / "answers.json").is_file() and (tmp_path / "out" / "insufficient_evidence.png").is_file()
     assert "| majority class" in render_markdown(report)
+    held_out = [pmid for pmid in subset if DEFAULT_SPLIT.part(f"pubmedqa:{pmid}") == "test"]
+    assert report["decision_model_split"] == DEFAULT_SPLIT.name, "read from the committed decision model's card"
+    assert 0 < report["held_out"]["questions"] == len(held_out) < len(subset)
+    assert sum(map(sum, report["held_out"]["extractive_decision"]["confusion_matrix"])) == len(held_out)
+    assert "| extractive, held-out questions |" in render_markdown(report)

@@ -20,8 +20,9 @@ from evaluation.retrieval import (
     report_is_relevant,
     run_retrieval_eval,
 )
+from medrag.datasets.covid import finding_class
+from medrag.datasets.splits import DEFAULT_SPLIT
 from medrag.encode.joint import JointEncoder
-from medrag.encode.pairs import finding_class
 from medrag.retrieve.retriever import SourceSearch
 from medrag.store import ARTICLES, CASES, REPORTS
 
@@ -153,6 +154,9 @@ def test_covid_notes_find_reports_and_images_find_cases(run):
         / sum(other.group != case.group for other in labelled) for case in labelled) / len(labelled)
     assert images["random_precision"] == pytest.approx(expected_random)
     assert images["majority_class"] == "COVID-19"
+    assert covid["held_out_split"] == DEFAULT_SPLIT.name, "read from the committed joint model's card"
+    held_out = [case for case in labelled if DEFAULT_SPLIT.part(case.group) == "test"]
+    assert images["held_out"]["queries"] == len(held_out) < len(labelled)
     assert images["majority_precision"] == pytest.approx(CASES_PER_FINDING["COVID-19"] / len(labelled))
     for metrics in (notes, images, *notes["by_class"].values(), *images["by_class"].values()):
         assert all(0.0 <= value <= 1.0 for value in _scores(metrics))

@@ -11,8 +11,8 @@ import torch
 from small_fusion import SMALL
 
 from medrag.fuse import CrossAttentionFusion, FusionConfig, FusionExample, collate
-from medrag.fuse.losses import FusionLossConfig, fusion_loss, make_targets
 from medrag.fuse.model import EVIDENCE_MODALITIES
+from training.fusion_losses import FusionLossConfig, fusion_loss, make_targets
 
 PATCHES = 9
 

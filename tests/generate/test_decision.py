@@ -5,22 +5,34 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
+from medrag.datasets.pubmedqa import read_pubmedqa
+from medrag.datasets.splits import DEFAULT_SPLIT
 from medrag.generate.decision import LABELS, DecisionModel, decision_features
-from medrag.generate.train_decision import read_pubmedqa, train_decision
+from training.decision import train_decision
 
 
-def test_training_writes_a_cross_validated_card_and_a_model_that_loads(assistant, knowledge, pubmedqa, tmp_path):
+def test_training_fits_on_the_splits_train_part_and_scores_its_test_part(assistant, knowledge, pubmedqa, tmp_path):
     questions = tmp_path / "qa.json"
     questions.write_text(json.dumps(dict(list(pubmedqa.items())[:40])))  # the abstracts in the knowledge tenant
     out = tmp_path / "decision"
     card = train_decision(assistant, questions, out, tenant=knowledge, folds=2, progress=False)
-    labels = [label for _, _, label in read_pubmedqa(questions)]
+    train, validation, test = DEFAULT_SPLIT.divide(read_pubmedqa(questions))
+    labels = [record.final_decision for record in train + validation]
     majority = max(LABELS, key=labels.count)
+    assert card["split"] == DEFAULT_SPLIT.describe(train + validation + test)
     assert card["majority_baseline_accuracy"] == labels.count(majority) / len(labels)
     metrics = card["cross_validation"]["metrics"]
     assert 0 <= metrics["accuracy"] <= 1 and np.sum(metrics["confusion_matrix"]) == len(labels)
-    assert (out / "confusion_matrix.png").stat().st_size > 0
+    held_out = card["test"]
+    test_labels = [record.final_decision for record in test]
+    assert held_out["metrics"]["queries"] == len(test) and np.sum(held_out["metrics"]["confusion_matrix"]) == len(test)
+    assert held_out["majority_label"] == majority
+    assert held_out["majority_accuracy"] == test_labels.count(majority) / len(test)
+    low, high = held_out["accuracy_ci95"]
+    assert low <= held_out["metrics"]["accuracy"] <= high
+    assert (out / "confusion_matrix.png").stat().st_size > 0 and (out / "test_confusion_matrix.png").is_file()
     model = DecisionModel.load(out)
     result = assistant.search(question=pubmedqa[next(iter(pubmedqa))]["QUESTION"], tenant=knowledge)
     evidence, _ = assistant.writer.evidence(result)
@@ -29,12 +41,9 @@ def test_training_writes_a_cross_validated_card_and_a_model_that_loads(assistant
     assert f"{metrics['accuracy']:.3f}" in decision.reliability
 
 
-def test_a_bad_record_is_named(tmp_path):
-    broken = tmp_path / "qa.json"
-    broken.write_text(json.dumps({"123": {"QUESTION": "Is it?", "final_decision": "perhaps"}}))
-    try:
-        read_pubmedqa(broken)
-    except ValueError as error:
-        assert "record 123" in str(error) and "final_decision" in str(error)
-    else:
-        raise AssertionError("a record with an unknown label was accepted")
+@pytest.mark.unit
+def test_training_needs_labelled_questions_and_names_the_record(tmp_path):
+    unlabelled = tmp_path / "qa.json"
+    unlabelled.write_text(json.dumps({"123": {"QUESTION": "Is it?", "CONTEXTS": ["Yes."]}}))
+    with pytest.raises(ValueError, match=r"qa\.json: PMID 123: field 'final_decision' is missing"):
+        train_decision(None, unlabelled, tmp_path / "out", tenant=None, progress=False)  # refused before any search

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from phi_dicom import load_templates, make_phi_dicom
 
-from medrag.ingest.dicom_deid import DicomDeidentifier
+from medrag.deid.dicom import DicomDeidentifier
+from medrag.deid.secrets import deid_key
 from medrag.ingest.pipeline import Ingestor
-from medrag.ingest.secrets import deid_key
 from medrag.store import CASES
 
 CASES_TO_PLANT = 6

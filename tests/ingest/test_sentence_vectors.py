@@ -12,7 +12,17 @@ import pytest
 
 from knowledge_sources import DEMO_DIR
 from medrag.ingest.pipeline import Ingestor
-from medrag.store import ARTICLES, CASES, COLLECTIONS, REPORTS, SENTENCE_VECTORS, TEXT_VECTOR, Record, unpack_vectors
+from medrag.sources import CASE_SOURCE
+from medrag.store import (
+    ARTICLES,
+    CASES,
+    REPORTS,
+    SENTENCE_VECTORS,
+    TEXT_VECTOR,
+    Record,
+    collection_spec,
+    unpack_vectors,
+)
 
 
 @pytest.fixture
@@ -30,7 +40,7 @@ def abstracts(tmp_path, pubmedqa):
 
 def _objects(store, collection, tenant):
     # return_properties names the blob: without it Weaviate leaves blobs out.
-    names = [field.name for field in COLLECTIONS[collection].fields]
+    names = [field.name for field in collection_spec(collection).fields]
     return [item.properties for item in store.client.collections.use(collection).with_tenant(tenant)
             .query.fetch_objects(limit=500, return_properties=names).objects]
 
@@ -101,5 +111,6 @@ def test_a_case_without_a_note_cites_its_finding(ingestor, store, tenant, text_e
 
 
 def test_a_case_with_neither_note_nor_finding_has_its_text_as_sentence(ingestor):
-    properties = ingestor.cases._common("covid", {"view": "PA", "modality": "X-ray"}, ingestor.scrubber)
+    properties = ingestor._preparation(CASE_SOURCE)._common("covid", {"view": "PA", "modality": "X-ray"},
+                                                          ingestor.context.scrubber)
     assert properties["sentences"] == [properties["text"]] == ["Image: X-ray, PA."]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from knowledge_sources import DEMO_DIR
-from medrag.ingest.image import load_image_file
+from medrag.imaging.radiograph import load_image_file
 from medrag.retrieve.retriever import Retriever, SourceSearch, best_passages, rrf_merge
 from medrag.store import ARTICLES, CASES, REPORTS, TEXT_VECTOR, Hit, Record
 

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from evaluation.routing import evaluate_router
-from medrag.encode.pairs import split
+from medrag.datasets.splits import DEFAULT_SPLIT, card_split
 from medrag.route.classifier import DEFAULT_CLASSIFIER, IntentClassifier, RouterModelError
 from medrag.route.features import Query, lexical_cues
-from medrag.route.labelled import LabelledQuery, read_queries, write_queries
 from medrag.route.router import Hints, Router
 from medrag.route.table import RoutingTable, RoutingTableError
 from medrag.store import ARTICLES, CASES, REPORTS
+from training.labelled_queries import LabelledQuery, read_queries, write_queries
 
 HELD_OUT = DEFAULT_CLASSIFIER / "test_queries.jsonl"
 
@@ -142,10 +142,17 @@ def test_labelled_query_files_round_trip_and_bad_lines_are_named(tmp_path):
 
 
 def test_split_never_puts_a_group_on_both_sides():
-    queries = [LabelledQuery(Query(question=f"q{i}"), "literature", f"g{i % 7}", "test") for i in range(70)]
-    train, _, test = split(queries, (0.7, 0.0), seed=0)
+    queries = [LabelledQuery(Query(question=f"q{i}"), "literature", f"pubmedqa:{i % 17}", "test") for i in range(170)]
+    train, validation, test = DEFAULT_SPLIT.divide(queries)
     assert train and test
-    assert not {item.group for item in train} & {item.group for item in test}
+    assert not {item.group for item in train + validation} & {item.group for item in test}
+
+
+def test_the_held_out_queries_are_the_test_part_of_the_cards_split(router):
+    split = card_split(router.classifier.card, "intent-minilm card.json")
+    held_out = read_queries(HELD_OUT)
+    assert {split.part(item.group) for item in held_out} == {"test"}
+    assert len(held_out) == router.classifier.card["split"]["parts"]["test"]["items"]
 
 
 def test_lexical_cues_see_questions_and_symptoms():

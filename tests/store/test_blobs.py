@@ -12,10 +12,10 @@ from weaviate.classes.config import DataType
 
 from medrag.store import (
     ARTICLES,
-    COLLECTIONS,
     SENTENCE_VECTORS,
     TEXT_VECTOR,
     Record,
+    collection_spec,
     pack_vectors,
     unpack_vectors,
 )
@@ -76,7 +76,7 @@ def test_every_search_and_fetch_brings_the_sentence_vectors_back(store, tenant, 
 
 def test_ensure_schema_adds_the_blob_to_a_collection_made_without_it(store):
     """A store created before sentence vectors existed gets the property, and it takes and returns blobs."""
-    full = COLLECTIONS[ARTICLES]
+    full = collection_spec(ARTICLES)
     name = f"Legacy{uuid.uuid4().hex[:12]}"
     without = tuple(field for field in full.fields if field.name != SENTENCE_VECTORS)
     old = CollectionSpec(name, "made before sentence vectors", without)

@@ -7,10 +7,10 @@ import itertools
 import numpy as np
 import pytest
 
+from medrag.sources import collections
 from medrag.store import (
     ARTICLES,
     CASES,
-    COLLECTIONS,
     JOINT_VECTOR,
     TEXT_VECTOR,
     Filters,
@@ -37,7 +37,7 @@ def abstracts(pubmedqa, text_encoder):
 
 def test_schema_is_created_once_and_reapplied_without_change(store):
     store.ensure_schema()
-    for name in COLLECTIONS:
+    for name in collections():
         config = store.client.collections.use(name).config.get()
         assert config.multi_tenancy_config.enabled
         assert set(config.vector_config) == {TEXT_VECTOR, JOINT_VECTOR}

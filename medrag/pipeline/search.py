@@ -1,0 +1,154 @@
+"""The search pipeline: prepare -> embed -> route -> retrieve -> rerank, each a stage with typed input and output.
+
+A batch of requests shares the first three stages (one encoder call for every text not cached, one pass of the
+image tower, one classifier call); retrieval and rerank run per request. Each stage's time goes into
+``SearchResult.timings_ms`` (a shared stage is split evenly over the batch).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+import numpy as np
+
+from medrag.encode.joint import JointEncoder
+from medrag.pipeline.prepare import QueryPreparer
+from medrag.rerank import Reranker, RerankRequest
+from medrag.retrieve.retriever import Retriever
+from medrag.route.features import Query
+from medrag.route.router import Router
+from medrag.store import Filters
+from medrag.types import Evidence, QueryInput, Request, Route, SearchResult
+
+
+class Stopwatch:
+    """Milliseconds per named stage (a stage entered twice adds up)."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + (time.perf_counter() - started) * 1000
+
+
+@dataclasses.dataclass
+class Embedded:
+    """One request's vectors: the text vector (zeros without text) and, with an image, its joint vector and the
+    image tower's feature map (when the reranker reads it)."""
+
+    text: np.ndarray
+    image: np.ndarray | None
+    feature_map: np.ndarray | None
+
+
+class Prepare:
+    """De-identify each request (DICOM header, question, note) and decode its image."""
+
+    def __init__(self, preparer: QueryPreparer) -> None:
+        self.preparer = preparer
+
+    def __call__(self, requests: Sequence[Request]) -> list[QueryInput]:
+        return [self.preparer(request.question, request.note, request.image) for request in requests]
+
+
+class Embed:
+    """Text vectors through the retriever's cache (the same vector serves routing and retrieval) and one pass of
+    the joint image tower for every image of the batch."""
+
+    def __init__(self, retriever: Retriever, joint_encoder: Callable[[], JointEncoder], dim: int) -> None:
+        self.retriever = retriever
+        self.joint_encoder = joint_encoder
+        """Called only when an image arrives: text-only use never loads the image tower."""
+        self.dim = dim
+
+    def __call__(self, queries: Sequence[QueryInput], feature_maps: bool) -> list[Embedded]:
+        blank = np.zeros(self.dim, dtype=np.float32)  # rows without text are routed by rule
+        texts = [text for query in queries if (text := _text(query))]
+        vectors = iter(self.retriever.text_vectors(texts)) if texts else iter(())
+        text_vectors = [next(vectors) if _text(query) else blank for query in queries]
+        images = [query.image for query in queries if query.image is not None]
+        if not images:
+            return [Embedded(vector, None, None) for vector in text_vectors]
+        encoder = self.joint_encoder()
+        if feature_maps:
+            image_vectors, maps = encoder.encode_images_and_patches(images)
+        else:
+            image_vectors, maps = encoder.encode_images(images), [None] * len(images)
+        pairs = iter(zip(image_vectors, maps, strict=True))
+        return [Embedded(vector, *(next(pairs) if query.image is not None else (None, None)))
+                for vector, query in zip(text_vectors, queries, strict=True)]
+
+
+def _text(query: QueryInput) -> str:
+    return Query(query.question, query.note, query.image is not None).text
+
+
+class RouteStage:
+    """The scheduler: one classifier call for the batch, rules and hints per request."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+
+    def __call__(self, queries: Sequence[QueryInput], requests: Sequence[Request],
+                 embedded: Sequence[Embedded]) -> list[Route]:
+        routed = [Query(query.question, query.note, query.image is not None) for query in queries]
+        return self.router.route_batch(routed, [request.hints for request in requests],
+                                       np.stack([item.text for item in embedded]))
+
+
+class Retrieve:
+    """Hybrid search of each routed source (and the joint vector for an image), merged by weighted RRF."""
+
+    def __init__(self, retriever: Retriever) -> None:
+        self.retriever = retriever
+
+    def __call__(self, query: QueryInput, route: Route, embedded: Embedded, *, depth: int, filters: Filters | None,
+                 tenant: str | None, watch: Stopwatch) -> list[Evidence]:
+        text = _text(query)
+        with watch.stage("search"):
+            rankings = self.retriever.rankings(
+                text, route.searches, text_vector=embedded.text,
+                image_vector=embedded.image if route.image_search else None, filters=filters, tenant=tenant)
+        with watch.stage("merge"):
+            return self.retriever.merge(text, rankings, depth)
+
+
+class SearchPipeline:
+    """The stages in order; ``Assistant`` builds one and owns the models behind it."""
+
+    def __init__(self, prepare: Prepare, embed: Embed, route: RouteStage, retrieve: Retrieve,
+                 reranker: Reranker) -> None:
+        self.prepare = prepare
+        self.embed = embed
+        self.route = route
+        self.retrieve = retrieve
+        self.reranker = reranker
+
+    def __call__(self, requests: Sequence[Request], *, filters: Filters | None = None, tenant: str | None = None,
+                 k: int = 10) -> list[SearchResult]:
+        watch = Stopwatch()
+        with watch.stage("prepare"):
+            queries = self.prepare(requests)
+        with watch.stage("embed"):
+            embedded = self.embed(queries, self.reranker.needs_image_features)
+        with watch.stage("route"):
+            routes = self.route(queries, requests, embedded)
+        shared = {stage: ms / len(requests) for stage, ms in watch.timings.items()}
+        depth = self.reranker.depth(k)
+        results = []
+        for query, route, vectors in zip(queries, routes, embedded, strict=True):
+            own = Stopwatch()
+            evidence = self.retrieve(query, route, vectors, depth=depth, filters=filters, tenant=tenant, watch=own)
+            with own.stage("fuse"):
+                reranked = self.reranker(RerankRequest(query, evidence, k, vectors.feature_map))
+            results.append(SearchResult(query, route, reranked.evidence, {**shared, **own.timings}, reranked.view,
+                                        reranked.warnings))
+        return results

@@ -1,0 +1,50 @@
+"""Where results go: PNG figures and the JSON + Markdown pair every evaluation writes.
+
+One place for the matplotlib set-up (the non-interactive Agg backend, imported on first use so that
+commands without plots never load it) and for how figures and reports are written.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import ConfusionMatrixDisplay
+
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend: files only, no display needed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(figure: Any, path: Path) -> Path:
+    """Lay out, write as a 120-dpi PNG (creating the folder) and free the figure."""
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    pyplot().close(figure)
+    return path
+
+
+def write_json_and_markdown(report: Mapping[str, Any], markdown: str, out_dir: Path, stem: str) -> list[Path]:
+    """``<stem>.json`` and ``<stem>.md`` in ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, markdown_path = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    markdown_path.write_text(markdown)
+    return [json_path, markdown_path]
+
+
+def save_confusion_matrix(metrics: dict[str, Any], path: Path, title: str) -> Path:
+    display = ConfusionMatrixDisplay(np.array(metrics["confusion_matrix"]), display_labels=metrics["intents"])
+    display.plot(cmap="Blues", colorbar=False)
+    display.ax_.set_title(f"{title}\naccuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}")
+    return save_figure(display.figure_, path)

@@ -1,0 +1,5 @@
+"""The collection names of the built-in sources (their own module, so preparation and declarations share them)."""
+
+ARTICLES = "PubmedArticle"
+REPORTS = "RadiologyReport"
+CASES = "ImagingCase"

@@ -1,0 +1,1 @@
+"""Text utilities shared by ingestion and query time (a leaf): sentence splitting for citations."""
