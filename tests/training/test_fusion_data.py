@@ -94,5 +94,5 @@ def test_the_builder_refuses_an_assistant_that_already_reranks(config, store, te
     from medrag.assistant import Assistant
 
     fusing = Assistant(config, store, text_encoder=text_encoder, joint_encoder=joint_encoder)
-    with pytest.raises(ValueError, match="fusion off"):
+    with pytest.raises(ValueError, match="keeps the retrieval order"):
         FusionDataBuilder(fusing, FusionConfig())
