@@ -211,13 +211,13 @@ class LanguageModel:
         scores = []
         with self._lock, torch.inference_mode():
             # The prompt runs once; an option of several tokens continues from its cache, then crops its own
-            # tokens off again (a negative crop removes tokens, in transformers 4 and 5 alike).
+            # tokens off again (a negative crop removes tokens).
             first = self.model(torch.tensor([prompt_ids]), use_cache=True, logits_to_keep=1)
             cache = first.past_key_values
             for option_ids in encoded:
                 logits = first.logits[0]
                 if len(option_ids) > 1:
-                    rest = self.model(torch.tensor([option_ids[:-1]]), past_key_values=cache, use_cache=True).logits
+                    rest = self.model(torch.tensor([option_ids[:-1]]), cache=cache, use_cache=True).logits
                     cache.crop(1 - len(option_ids))
                     logits = torch.cat([logits, rest[0]])
                 scores.append(logits.log_softmax(-1).gather(1, torch.tensor(option_ids)[:, None]).sum())
