@@ -69,11 +69,11 @@ class Embed:
         """Called only when an image arrives: text-only use never loads the image tower."""
         self.dim = dim
 
-    def __call__(self, queries: Sequence[QueryInput], feature_maps: bool) -> list[Embedded]:
+    def __call__(self, queries: Sequence[QueryInput], routed: Sequence[Query], feature_maps: bool) -> list[Embedded]:
         blank = np.zeros(self.dim, dtype=np.float32)  # rows without text are routed by rule
-        texts = [text for query in queries if (text := _text(query))]
+        texts = [query.text for query in routed if query.text]
         vectors = iter(self.retriever.text_vectors(texts)) if texts else iter(())
-        text_vectors = [next(vectors) if _text(query) else blank for query in queries]
+        text_vectors = [next(vectors) if query.text else blank for query in routed]
         images = [query.image for query in queries if query.image is not None]
         if not images:
             return [Embedded(vector, None, None) for vector in text_vectors]
@@ -87,19 +87,14 @@ class Embed:
                 for vector, query in zip(text_vectors, queries, strict=True)]
 
 
-def _text(query: QueryInput) -> str:
-    return Query(query.question, query.note, query.image is not None).text
-
-
 class RouteStage:
     """The scheduler: one classifier call for the batch, rules and hints per request."""
 
     def __init__(self, router: Router) -> None:
         self.router = router
 
-    def __call__(self, queries: Sequence[QueryInput], requests: Sequence[Request],
+    def __call__(self, routed: Sequence[Query], requests: Sequence[Request],
                  embedded: Sequence[Embedded]) -> list[Route]:
-        routed = [Query(query.question, query.note, query.image is not None) for query in queries]
         return self.router.route_batch(routed, [request.hints for request in requests],
                                        np.stack([item.text for item in embedded]))
 
@@ -110,9 +105,8 @@ class Retrieve:
     def __init__(self, retriever: Retriever) -> None:
         self.retriever = retriever
 
-    def __call__(self, query: QueryInput, route: Route, embedded: Embedded, *, depth: int, filters: Filters | None,
+    def __call__(self, text: str, route: Route, embedded: Embedded, *, depth: int, filters: Filters | None,
                  tenant: str | None, watch: Stopwatch) -> list[Evidence]:
-        text = _text(query)
         with watch.stage("search"):
             rankings = self.retriever.rankings(
                 text, route.searches, text_vector=embedded.text,
@@ -137,16 +131,19 @@ class SearchPipeline:
         watch = Stopwatch()
         with watch.stage("prepare"):
             queries = self.prepare(requests)
+            # What the router reads, built once: its ``text`` is also what is embedded and searched.
+            routed = [Query(query.question, query.note, query.image is not None) for query in queries]
         with watch.stage("embed"):
-            embedded = self.embed(queries, self.reranker.needs_image_features)
+            embedded = self.embed(queries, routed, self.reranker.needs_image_features)
         with watch.stage("route"):
-            routes = self.route(queries, requests, embedded)
+            routes = self.route(routed, requests, embedded)
         shared = {stage: ms / len(requests) for stage, ms in watch.timings.items()}
         depth = self.reranker.depth(k)
         results = []
-        for query, route, vectors in zip(queries, routes, embedded, strict=True):
+        for query, text, route, vectors in zip(queries, routed, routes, embedded, strict=True):
             own = Stopwatch()
-            evidence = self.retrieve(query, route, vectors, depth=depth, filters=filters, tenant=tenant, watch=own)
+            evidence = self.retrieve(text.text, route, vectors, depth=depth, filters=filters, tenant=tenant,
+                                     watch=own)
             with own.stage("fuse"):
                 reranked = self.reranker(RerankRequest(query, evidence, k, vectors.feature_map))
             results.append(SearchResult(query, route, reranked.evidence, {**shared, **own.timings}, reranked.view,

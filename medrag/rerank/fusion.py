@@ -13,7 +13,7 @@ import logging
 
 from medrag.fuse.reranker import FusionReranker, query_sentences
 from medrag.rerank.base import RerankContext, Reranked, RerankRequest
-from medrag.sources import registered_sources
+from medrag.sources import get_source
 from medrag.types import Evidence, FusionView
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ class FusionRerank:
         known = self.module.model.config.evidence_modalities
         if collection in known:
             return collection
-        like = next((source.like for source in registered_sources() if source.collection == collection), None)
+        like = get_source(collection).like
         return like if like in known else None
 
     def __call__(self, request: RerankRequest) -> Reranked:
