@@ -39,7 +39,7 @@ from medrag.retrieve.retriever import Retriever
 from medrag.route.router import Router
 from medrag.sources import get_source
 from medrag.store import Filters, Store
-from medrag.types import STAGES, Answer, Hints, Request, SearchResult
+from medrag.types import STAGES, Answer, Hints, QueryInput, Request, SearchResult
 
 __all__ = ["STAGES", "Assistant"]
 
@@ -133,11 +133,13 @@ class Assistant:
         return names
 
     def ingest(self, collection: str, paths: Iterable[str | Path], *, tenant: str | None = None,
-               progress: bool = False, **options: Any) -> IngestSummary:
-        """Files or folders into any registered knowledge source (``options`` go to its loader, e.g. ``mapping``)."""
+               progress: bool = False, on_progress: Callable[[int, int], None] | None = None,
+               **options: Any) -> IngestSummary:
+        """Files or folders into any registered knowledge source (``options`` go to its loader, e.g. ``mapping``);
+        ``on_progress(done, total)`` follows the records."""
         joint = get_source(collection).joint is not None
-        return self._ingestor(tenant, progress, joint=joint).ingest(collection, [Path(path) for path in paths],
-                                                                    **options)
+        ingestor = self._ingestor(tenant, progress, joint=joint, on_progress=on_progress)
+        return ingestor.ingest(collection, [Path(path) for path in paths], **options)
 
     def ingest_pubmed(self, paths: Iterable[str | Path], *, mapping: str | Path | None = None,
                       tenant: str | None = None, progress: bool = False) -> IngestSummary:
@@ -156,11 +158,18 @@ class Assistant:
         return self._ingestor(tenant, progress).images([Path(path) for path in paths],
                                                        notes=Path(notes) if notes else None, mapping=mapping)
 
-    def _ingestor(self, tenant: str | None, progress: bool, joint: bool = True) -> Ingestor:
+    def _ingestor(self, tenant: str | None, progress: bool, joint: bool = True,
+                  on_progress: Callable[[int, int], None] | None = None) -> Ingestor:
         """An ingestor sharing this Assistant's encoders (articles carry no joint vector)."""
         return Ingestor(self.config, self.store, text_encoder=self.text_encoder,
                         joint_encoder=self.joint_encoder if joint else None, joint=joint, tenant=tenant,
-                        progress=progress)
+                        progress=progress, on_progress=on_progress)
+
+    def prepare(self, question: str | None = None, note: str | None = None,
+                image: ImageInput | None = None) -> QueryInput:
+        """De-identify and decode a request without searching: what an app shows before anything is searched.
+        Asking with the returned question, note and ``image`` (the decoded radiograph) searches exactly that."""
+        return self.pipeline.prepare.preparer(question, note, image)
 
     def search(self, question: str | None = None, note: str | None = None, image: ImageInput | None = None, *,
                filters: Filters | None = None, tenant: str | None = None, k: int = 10,

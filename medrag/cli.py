@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import os
 import signal
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from medrag.config import ConfigError, load_config
+from medrag.config import Config, ConfigError, load_config
 from medrag.store.errors import StoreError
 
 
@@ -53,6 +56,33 @@ def _server_run(args: argparse.Namespace) -> int:
     finally:
         server.stop()
     return 0
+
+
+def streamlit_command(config: Config, port: int = 8501, address: str = "127.0.0.1") -> list[str]:
+    """The command that serves the clinicians' app: bound to ``address`` (loopback unless a deployment puts a
+    proxy with TLS and sign-in in front), XSRF protection on, the upload cap of ``[ui] max_upload_mb``, no usage
+    statistics sent anywhere, no file watcher."""
+    spec = importlib.util.find_spec("ui")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError("the ui package is not installed; run `make setup`")
+    app = Path(spec.origin).parent / "app.py"
+    return [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", address,
+            "--server.port", str(port), "--server.headless", "true", "--server.enableXsrfProtection", "true",
+            "--server.maxUploadSize", str(config.ui.max_upload_mb), "--server.fileWatcherType", "none",
+            "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
+            "--logger.level", "warning", "--client.showErrorDetails", "type"]
+
+
+def _ui(args: argparse.Namespace) -> int:
+    command = streamlit_command(args.config, args.port, args.address)
+    environment = dict(os.environ)
+    if args.config_path:
+        environment["MEDRAG_CONFIG"] = str(Path(args.config_path).resolve())
+    print(f"medrag app on http://{args.address}:{args.port} (Ctrl-C stops it)")
+    try:
+        return subprocess.call(command, env=environment)
+    except KeyboardInterrupt:
+        return 0
 
 
 def _ingest(args: argparse.Namespace) -> int:
@@ -292,6 +322,11 @@ def build_parser() -> argparse.ArgumentParser:
         run=_doctor
     )
     commands.add_parser("demo", help="ingest the demo knowledge base and answer a question").set_defaults(run=_demo)
+    ui = commands.add_parser("ui", help="the clinicians' app (Streamlit) on http://127.0.0.1:8501")
+    ui.add_argument("--port", type=int, default=8501)
+    ui.add_argument("--address", default="127.0.0.1",
+                    help="address to listen on (default loopback; put a TLS proxy with sign-in in front otherwise)")
+    ui.set_defaults(run=_ui)
 
     ingest = commands.add_parser("ingest", help="de-identify, encode and store knowledge sources").add_subparsers(
         dest="source", required=True, metavar="SOURCE"

@@ -86,6 +86,18 @@ class AnswerConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class UIConfig:
+    """The clinicians' app (``[ui]`` in medrag.toml, ``MEDRAG_UI_<KEY>``)."""
+
+    max_upload_mb: int = 64
+    """Largest image or knowledge file the app accepts; a chest radiograph DICOM is 5 to 30 MB."""
+    feedback_file: Path | None = None
+    """JSON lines of clinicians' feedback (default ``<home>/feedback.jsonl``); holds no PHI."""
+    results_dir: Path | None = None
+    """Evaluation reports the app shows (default: ``evaluation/results`` of the installed package)."""
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     home: Path = dataclasses.field(default_factory=lambda: _user_dir("XDG_DATA_HOME", ".local/share") / "medrag")
     """Where medrag keeps state that must survive: the embedded database, secrets."""
@@ -134,10 +146,15 @@ class Config:
     weaviate: WeaviateConfig = dataclasses.field(default_factory=WeaviateConfig)
     retrieval: RetrievalConfig = dataclasses.field(default_factory=RetrievalConfig)
     answer: AnswerConfig = dataclasses.field(default_factory=AnswerConfig)
+    ui: UIConfig = dataclasses.field(default_factory=UIConfig)
 
     @property
     def weaviate_data_dir(self) -> Path:
         return self.weaviate.data_dir or self.home / "weaviate"
+
+    @property
+    def feedback_file(self) -> Path:
+        return self.ui.feedback_file or self.home / "feedback.jsonl"
 
     @property
     def image_dir(self) -> Path:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -18,3 +20,22 @@ def cached_snapshot(repo: str, setting: str) -> Path:
             f"{repo} is not in the local Hugging Face cache; download {repo!r} where there is internet "
             f"(huggingface-cli download) and copy the cache, since medrag never downloads models, or set {setting} "
             "to a local folder") from None
+
+
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Load weights without transformers' per-load "Loading weights" bar and load report on the terminal (both
+    restored after): a model load is not progress a user waits on, and the report lists heads we drop on purpose
+    (e.g. BERT's pooler under a sentence encoder)."""
+    from transformers.utils import logging as transformers_logging
+
+    enabled = transformers_logging.is_progress_bar_enabled()
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+        if enabled:
+            transformers_logging.enable_progress_bar()

@@ -19,8 +19,20 @@ def medrag(*args: str, env: dict[str, str] | None = None, timeout: float = 300) 
 def test_help_lists_the_commands():
     result = medrag("--help")
     assert result.returncode == 0
-    for command in ("doctor", "demo", "server"):
+    for command in ("doctor", "demo", "server", "ui"):
         assert command in result.stdout
+
+
+def test_the_app_is_served_on_loopback_with_xsrf_protection_and_the_configured_upload_cap():
+    from medrag.cli import streamlit_command
+    from medrag.config import load_config
+
+    command = streamlit_command(load_config(env={"MEDRAG_UI_MAX_UPLOAD_MB": "12"}), port=8765)
+    options = dict(zip(command[5::2], command[6::2], strict=True))
+    assert command[1:4] == ["-m", "streamlit", "run"] and command[4].endswith("ui/app.py")
+    assert options["--server.address"] == "127.0.0.1" and options["--server.port"] == "8765"
+    assert options["--server.enableXsrfProtection"] == "true" and options["--server.maxUploadSize"] == "12"
+    assert options["--browser.gatherUsageStats"] == "false" and options["--client.showErrorDetails"] == "type"
 
 
 def test_doctor_reports_the_server_binary_and_its_version(weaviate_binary):

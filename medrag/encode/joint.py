@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.nn import functional as nn_functional
 
-from medrag.hf_cache import cached_snapshot
+from medrag.hf_cache import cached_snapshot, quiet_loading
 from medrag.imaging.radiograph import Radiograph, model_input
 
 DEFAULT_CHECKPOINT = Path(__file__).parent / "weights" / "joint-lite0-minilm"
@@ -115,6 +115,11 @@ class JointEncoder:
     def load(cls, spec: str | Path | None = None) -> JointEncoder:
         """``None``: the committed checkpoint; ``hf-hub:org/name``: from the local HF cache only;
         a folder: an open_clip checkpoint (``open_clip_config.json``) or a medrag partial checkpoint."""
+        with quiet_loading():
+            return cls._load(spec)
+
+    @classmethod
+    def _load(cls, spec: str | Path | None) -> JointEncoder:
         import open_clip
 
         if spec is None or (Path(spec) / PARTIAL_CONFIG).is_file():

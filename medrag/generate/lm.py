@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from medrag.hf_cache import cached_snapshot
+from medrag.hf_cache import cached_snapshot, quiet_loading
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +146,8 @@ class LanguageModel:
         else:
             folder = cached_snapshot(str(source), GENERATOR_SETTING)
             name = f"{source} (revision {folder.name[:12]} from the local Hugging Face cache)"
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, local_files_only=True)
+        with quiet_loading():
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, local_files_only=True)
         return cls(model, AutoTokenizer.from_pretrained(folder, local_files_only=True), name)
 
     def prompt(self, system: str, user: str) -> str:

@@ -95,9 +95,11 @@ class Ingestor:
         tenant: str | None = None,
         batch_size: int = 64,
         progress: bool = True,
+        on_progress: Callable[[int, int], None] | None = None,
         allow_burned_in: bool = False,
     ) -> None:
-        """``joint_encoder`` default: ``config.joint_model`` when ``joint`` (False: no joint vectors, no model load)."""
+        """``joint_encoder`` default: ``config.joint_model`` when ``joint`` (False: no joint vectors, no model load).
+        ``progress`` draws a terminal bar; ``on_progress(done, total)`` is called after each batch (an app's bar)."""
         if joint_encoder is not None and not joint:
             raise ValueError("Ingestor: a joint_encoder was given with joint=False; pass one or the other")
         self.config = config
@@ -106,6 +108,7 @@ class Ingestor:
         self.tenant = tenant or config.weaviate.tenant
         self.batch_size = batch_size
         self.progress = progress
+        self.on_progress = on_progress
         key = deid_key(config)
         self.context = PrepareContext(DicomDeidentifier(key, allow_burned_in=allow_burned_in), TextScrubber(),
                                       config.image_dir, self.tenant)
@@ -160,13 +163,15 @@ class Ingestor:
         summary = IngestSummary(collection)
         before = self.store.count(collection, tenant=self.tenant)
         # Counting first costs one cheap parse and buys an ETA on the progress bar.
-        total = sum(1 for _ in load()) if self.progress else None
+        total = sum(1 for _ in load()) if self.progress or self.on_progress else None
         with tqdm(total=total, desc=f"ingest {collection}", unit="rec", disable=not self.progress) as bar:
             for batch in _batches(load(), self.batch_size):
                 prepared = [item for loaded in batch if (item := self._prepare(loaded, prepare, summary))]
                 self._write(collection, prepared, summary)
                 summary.read += len(batch)
                 bar.update(len(batch))
+                if self.on_progress:
+                    self.on_progress(summary.read, max(total or 0, summary.read))
         summary.added = self.store.count(collection, tenant=self.tenant) - before
         return summary
 

@@ -24,7 +24,8 @@ ImageInput = str | Path | bytes | BinaryIO | Dataset | Radiograph
 _DICOM_MAGIC = (128, b"DICM")
 
 
-def _is_dicom(payload: bytes) -> bool:
+def is_dicom(payload: bytes) -> bool:
+    """True for DICOM Part 10 bytes (the DICM marker after the preamble)."""
     offset, magic = _DICOM_MAGIC
     return payload[offset:offset + len(magic)] == magic
 
@@ -64,12 +65,12 @@ class QueryPreparer:
         if isinstance(image, Dataset):
             return copy.deepcopy(image)
         if isinstance(image, bytes):
-            return read_dicom(io.BytesIO(image)) if _is_dicom(image) else None
+            return read_dicom(io.BytesIO(image)) if is_dicom(image) else None
         if isinstance(image, (str, Path)):
             path = Path(image)
             if not path.is_file():
                 raise FileNotFoundError(f"query image {path} does not exist; check the path")
             with path.open("rb") as handle:
                 head = handle.read(132)
-            return read_dicom(path) if _is_dicom(head) or path.suffix.lower() in (".dcm", ".dicom") else None
+            return read_dicom(path) if is_dicom(head) or path.suffix.lower() in (".dcm", ".dicom") else None
         return None
