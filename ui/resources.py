@@ -15,6 +15,7 @@ import streamlit as st
 from medrag.assistant import Assistant
 from medrag.config import Config, ConfigError, UIConfig, load_config
 from medrag.store.errors import StoreError
+from ui.markdown import escape
 
 log = logging.getLogger("medrag.ui")
 
@@ -59,5 +60,5 @@ def require_assistant() -> Assistant:
         return assistant()
     except Unavailable as error:
         log.warning("app unavailable: %s", type(error).__name__)
-        st.error(str(error))
+        st.error(escape(str(error)))
         st.stop()

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
-from typing import Any
 
 import streamlit as st
 
@@ -57,13 +57,12 @@ def render() -> None:
                               key="ask.image", max_upload_size=settings.ui.max_upload_mb)
     note = st.text_area("Clinical note", key="ask.note", height=90)
     question = st.text_input("Question", key="ask.question")
-    if not any(row["objects"] for row in counts(assistant) if row["tenant"] == settings.weaviate.tenant):
-        st.warning(f"The knowledge base (tenant {md.escape(settings.weaviate.tenant)}) is empty: load the demo "
-                   "knowledge or ingest your own on the Knowledge base page.")
+    _check_knowledge(assistant, settings.weaviate.tenant)
     payload = upload.getvalue() if upload is not None else None
     if payload is not None and len(payload) > settings.ui.max_upload_mb * 2**20:
-        st.error(f"{upload.name} is {len(payload) / 2**20:.0f} MB, above the limit of {settings.ui.max_upload_mb} MB "
-                 "(`[ui] max_upload_mb`); export a smaller image or raise the limit")
+        st.error(md.escape(f"{upload.name} is {len(payload) / 2**20:.0f} MB, above the limit of "
+                           f"{settings.ui.max_upload_mb} MB ([ui] max_upload_mb); export a smaller image or raise the "
+                           "limit"))
         return
     if payload is None and not note.strip() and not question.strip():
         st.info("Upload a chest radiograph and/or type a note or a question.")
@@ -93,10 +92,10 @@ def _prepare(assistant: Assistant, payload: bytes | None, name: str, note: str, 
     if cached is not None and cached.signature == signature:
         return cached
     try:
-        original = read_dicom_bytes(payload) if payload and is_dicom(payload) else None
+        original = read_dicom(io.BytesIO(payload)) if payload and is_dicom(payload) else None
         query = assistant.prepare(question, note, original if original is not None else payload)
     except ValueError as error:  # unreadable, not a radiograph, burned-in text: the message names the fix
-        st.error(f"{name or 'The request'}: {error}")
+        st.error(md.escape(f"{name or 'The request'}: {error}"))
         st.session_state.pop(_PREPARED, None)
         return None
     changes = header_changes(original, query.dicom) if original is not None and query.dicom is not None else []
@@ -111,10 +110,16 @@ def _prepare(assistant: Assistant, payload: bytes | None, name: str, note: str, 
     return prepared
 
 
-def read_dicom_bytes(payload: bytes) -> Any:
-    import io
-
-    return read_dicom(io.BytesIO(payload))
+def _check_knowledge(assistant: Assistant, tenant: str) -> None:
+    """Say so when the tenant the questions search is empty (checked until it is not, once per session)."""
+    if st.session_state.get("ask.has_knowledge"):
+        return
+    rows = [row for row in counts(assistant) if row["tenant"] == tenant]
+    if any(row["objects"] for row in rows):
+        st.session_state["ask.has_knowledge"] = True
+    else:
+        st.warning(md.escape(f"The knowledge base (tenant {tenant}) is empty: load the demo knowledge or ingest your "
+                             "own on the Knowledge base page."))
 
 
 def _deid_report(prepared: Prepared) -> None:
@@ -158,7 +163,7 @@ def _ask(assistant: Assistant, prepared: Prepared, mode: str, k: int) -> Answer 
             answer = assistant.ask(query.question or None, query.note or None, query.image, mode=mode, k=k,
                                    on_token=on_token)
         except ValueError as error:
-            st.error(str(error))
+            st.error(md.escape(str(error)))
             return None
     draft.empty()
     st.session_state[_ANSWER] = (prepared.signature, answer)

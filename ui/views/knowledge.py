@@ -58,7 +58,7 @@ def render() -> None:
     try:
         rows = counts(assistant)
     except StoreError as error:
-        table.error(str(error))
+        table.error(escape(str(error)))
         return
     if rows:
         table.dataframe(rows, hide_index=True)
