@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import uuid
 from pathlib import Path
 
 import pydicom
@@ -213,3 +214,12 @@ def test_an_unreachable_knowledge_base_is_a_message_not_a_stack_trace(monkeypatc
     shown = _texts(at)
     assert "The knowledge base (Weaviate) is not available" in shown and "127.0.0.1:9" in shown
     assert not at.file_uploader  # the page stops instead of offering what it cannot do
+
+
+def test_an_empty_knowledge_base_says_so_and_offers_the_demo(app_environment, store, monkeypatch) -> None:
+    empty = store.create_tenant(f"empty-{uuid.uuid4().hex[:8]}")
+    monkeypatch.setenv("MEDRAG_WEAVIATE_TENANT", empty)
+    at = _app().run()
+    assert not at.exception, at.exception
+    assert f"The knowledge base (tenant {empty}) is empty" in _texts(at)
+    assert at.button(key="ask.demo").label == "Load the demo knowledge base"

@@ -26,7 +26,7 @@ from ui import markdown as md
 from ui.feedback import VERDICTS, feedback_record, save_feedback
 from ui.image_panel import Viewed, image_panel
 from ui.resources import config, require_assistant
-from ui.views.knowledge import counts
+from ui.views.knowledge import counts, load_demo
 
 NOTHING_STORED = ("Nothing you give here is stored: the image, the note and the question stay in this browser "
                   "session's memory, de-identified before they are searched, and are gone when you close the tab. "
@@ -120,6 +120,9 @@ def _check_knowledge(assistant: Assistant, tenant: str) -> None:
     else:
         st.warning(md.escape(f"The knowledge base (tenant {tenant}) is empty: load the demo knowledge or ingest your "
                              "own on the Knowledge base page."))
+        if st.button("Load the demo knowledge base", key="ask.demo"):
+            load_demo(assistant, tenant)
+            st.session_state["ask.has_knowledge"] = True
 
 
 def _deid_report(prepared: Prepared) -> None:

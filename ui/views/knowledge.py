@@ -53,8 +53,7 @@ def render() -> None:
     st.caption("The knowledge `medrag demo` uses: 100 PubMedQA abstracts, IU chest X-ray reports, COVID-19 cases "
                "with notes and three DICOM radiographs.")
     if st.button("Load the demo knowledge base", key="kb.demo"):
-        for collection_name, path in DEMO_KNOWLEDGE:
-            _run(assistant, collection_name, [path], tenant, label=path.name)
+        load_demo(assistant, tenant)
     try:
         rows = counts(assistant)
     except StoreError as error:
@@ -64,6 +63,12 @@ def render() -> None:
         table.dataframe(rows, hide_index=True)
     else:
         table.info("The knowledge base is empty: ingest files below or load the demo knowledge.")
+
+
+def load_demo(assistant: Assistant, tenant: str) -> None:
+    """Ingest the shipped demo knowledge into ``tenant``, a progress bar and a report per part."""
+    for collection, path in DEMO_KNOWLEDGE:
+        _run(assistant, collection, [path], tenant, label=path.name)
 
 
 def _ingest_uploads(assistant: Assistant, collection: str, uploads: list, folder: str, tenant: str) -> None:
