@@ -21,7 +21,7 @@ from medrag.generate.writer import modes
 from medrag.imaging.radiograph import modality_image, read_dicom
 from medrag.pipeline.prepare import is_dicom
 from medrag.sources import ARTICLES, citation_label
-from medrag.types import INSUFFICIENT, Answer, QueryInput
+from medrag.types import DRAFT_NOTICE, INSUFFICIENT, Answer, QueryInput
 from ui import markdown as md
 from ui.feedback import VERDICTS, feedback_record, save_feedback
 from ui.image_panel import Viewed, image_panel
@@ -175,7 +175,7 @@ def _ask(assistant: Assistant, prepared: Prepared, mode: str, k: int) -> Answer 
 
 def _show_answer(answer: Answer, mode: str, k: int) -> None:
     st.subheader(answer.heading)
-    st.caption(answer.to_dict()["notice"])
+    st.caption(DRAFT_NOTICE)
     if answer.insufficient:
         st.warning(md.escape(INSUFFICIENT), icon=":material/search_off:")
     else:
@@ -186,7 +186,7 @@ def _show_answer(answer: Answer, mode: str, k: int) -> None:
         st.caption(f"{md.escape(decision.decider)}. Reliability: {md.escape(decision.reliability)}")
     for claim in answer.dropped:
         st.markdown(md.dropped_markdown(claim))
-    for warning in answer.to_dict()["warnings"]:
+    for warning in answer.warnings + answer.search.warnings:
         st.warning(md.escape(warning))
     _route(answer)
     _evidence_cards(answer)
