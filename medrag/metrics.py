@@ -68,6 +68,41 @@ def bootstrap_interval(values: Sequence[float], *, level: float = 0.95, resample
     return [float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))]
 
 
+def grouped_auc_interval(labels: Sequence[int], scores: Mapping[str, Sequence[float]], groups: Sequence[str], *,
+                         level: float = 0.95, resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """ROC AUC of each named score with a percentile-bootstrap interval that resamples patient groups (images of
+    one patient are not independent), and the paired interval of each score's AUC minus the first's.
+
+    Resamples holding one class only are skipped (their count is returned as ``skipped``).
+    """
+    truth = np.asarray(labels, dtype=int)
+    names = list(scores)
+    values = {name: np.asarray(scores[name], dtype=float) for name in names}
+    keys = sorted(set(groups))
+    members = {key: np.flatnonzero(np.asarray(groups) == key) for key in keys}
+    rng = np.random.default_rng(seed)
+    drawn: dict[str, list[float]] = {name: [] for name in names}
+    skipped = 0
+    for _ in range(resamples):
+        rows = np.concatenate([members[keys[i]] for i in rng.integers(0, len(keys), len(keys))])
+        if truth[rows].min() == truth[rows].max():
+            skipped += 1
+            continue
+        for name in names:
+            drawn[name].append(roc_auc_score(truth[rows], values[name][rows]))
+    tail = (1 - level) / 2 * 100
+
+    def interval(samples: Sequence[float]) -> list[float]:
+        return [float(np.percentile(samples, tail)), float(np.percentile(samples, 100 - tail))]
+
+    first = np.asarray(drawn[names[0]])
+    return {"auc": {name: float(roc_auc_score(truth, values[name])) for name in names},
+            "auc_ci95": {name: interval(drawn[name]) for name in names},
+            f"minus_{names[0]}_ci95": {name: interval(np.asarray(drawn[name]) - first) for name in names[1:]},
+            "images": len(truth), "groups": len(keys), "positives": int(truth.sum()),
+            "negatives": int(len(truth) - truth.sum()), "skipped": skipped}
+
+
 def label_metrics(true: Sequence[str], probabilities: np.ndarray, intents: Sequence[str],
                    origins: Sequence[str]) -> dict[str, Any]:
     """Classification metrics for any labels (intents, yes/no/maybe): accuracy (overall and per data origin),

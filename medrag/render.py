@@ -16,6 +16,7 @@ def render_search(result: SearchResult, explain: bool = False) -> str:
                   + ("; the image by the joint vector" if route.image_search else ""),
                   "  models: " + ", ".join(f"{role}={name}" for role, name in route.models.items()),
                   "  timings: " + ", ".join(f"{stage} {ms:.0f} ms" for stage, ms in result.timings_ms.items())]
+    lines += [read.sentence for read in result.reads]
     lines.append(f"Evidence ({len(result.evidence)}):")
     for rank, item in enumerate(result.evidence, 1):
         title = item.properties.get("title") or item.properties.get("finding") or ""
@@ -38,6 +39,8 @@ def render_answer(answer: Answer, explain: bool = False) -> str:
     if answer.decision:
         lines.append(f"Decision: {answer.decision.label} (confidence {answer.decision.confidence:.2f}; "
                      f"{answer.decision.decider}: {answer.decision.reliability})")
+    if not explain:  # with explain, the search below shows them
+        lines += [read.sentence for read in answer.search.reads]
     if answer.citations:
         lines.append("Sources:")
         lines += [f"  [{c.number}] {c.label}: {c.sentence}" for c in answer.citations]

@@ -19,7 +19,7 @@ from pydicom.dataset import Dataset
 from medrag.imaging.radiograph import Radiograph
 from medrag.vectors import SENTENCE_VECTORS, unpack_vectors
 
-STAGES = ("prepare", "embed", "route", "search", "merge", "fuse")
+STAGES = ("prepare", "embed", "read", "route", "search", "merge", "fuse")
 """The search pipeline's stages, in order, as they appear in the timings."""
 
 
@@ -161,6 +161,48 @@ class FusionView:
                 [np.round(grid, 5).tolist() for grid in self.image_attention]}
 
 
+@dataclasses.dataclass(frozen=True)
+class ImageRead:
+    """The model's read of the query radiograph for one finding question: a calibrated probability shown with
+    the reliability measured on patients no model trained on. It is a second opinion on the pixels (and, for
+    ``inputs == "image + note"``, the note), never a diagnosis, and it cites no source."""
+
+    task: str
+    """What is told apart, e.g. "COVID-19 vs other pneumonia"."""
+    inputs: str
+    """"image" or "image + note"."""
+    probabilities: dict[str, float]
+    """Each class of the task and its probability (they sum to 1)."""
+    auc: float
+    """ROC AUC of this model on the held-out patients of its split."""
+    auc_interval: tuple[float, float]
+    """95% bootstrap interval of ``auc`` over held-out patients."""
+    held_out: str
+    """What ``auc`` was measured on, e.g. "110 images of 58 patients never trained on (split medrag-v1)"."""
+    model: str
+
+    @property
+    def label(self) -> str:
+        """The more likely class."""
+        return max(self.probabilities, key=self.probabilities.__getitem__)
+
+    @property
+    def sentence(self) -> str:
+        """``Model read (image): COVID-19 more likely than other pneumonia, probability 0.83 (measured AUC
+        0.78 [0.68-0.89] on ...); not a diagnosis.``"""
+        others = " / ".join(name for name in self.probabilities if name != self.label)
+        low, high = self.auc_interval
+        return (f"Model read ({self.inputs}): {self.label} more likely than {others}, probability "
+                f"{self.probabilities[self.label]:.2f} (measured AUC {self.auc:.2f} [{low:.2f}-{high:.2f}] on "
+                f"{self.held_out}); not a diagnosis.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": self.task, "inputs": self.inputs, "label": self.label,
+                "probabilities": {name: round(p, 4) for name, p in self.probabilities.items()},
+                "auc": round(self.auc, 4), "auc_ci95": [round(value, 4) for value in self.auc_interval],
+                "held_out": self.held_out, "model": self.model, "text": self.sentence}
+
+
 @dataclasses.dataclass
 class SearchResult:
     query: QueryInput
@@ -171,11 +213,14 @@ class SearchResult:
     fusion: FusionView | None = None
     """None when fusion is off, no checkpoint exists, or the evidence has no stored sentence vectors."""
     warnings: list[str] = dataclasses.field(default_factory=list)
+    reads: list[ImageRead] = dataclasses.field(default_factory=list)
+    """The model's reads of the query image (image alone, and image + note when a note came); empty without an
+    image or a read model that fits the joint model."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"question": self.query.question, "note": self.query.note, "has_image": self.query.image is not None,
                 "route": self.route.to_dict(), "fusion": self.fusion.to_dict() if self.fusion else None,
-                "warnings": self.warnings,
+                "warnings": self.warnings, "image_reads": [read.to_dict() for read in self.reads],
                 "evidence": [{"collection": item.collection, "source_id": item.source_id,
                               "score": round(item.score, 6), "ranks": item.ranks, "passages": item.passages,
                               "title": item.properties.get("title")} for item in self.evidence],
@@ -296,7 +341,8 @@ class Answer:
                 "dropped": [claim.to_dict() for claim in self.dropped], "grounding": self.grounding,
                 "generated_tokens": self.tokens,
                 "question": search["question"], "note": search["note"], "has_image": search["has_image"],
-                "route": search["route"], "evidence": search["evidence"], "fusion": search["fusion"],
+                "image_reads": search["image_reads"], "route": search["route"], "evidence": search["evidence"],
+                "fusion": search["fusion"],
                 "timings_ms": {stage: round(ms, 2) for stage, ms in self.timings_ms.items()},
                 "models": self.models, "warnings": self.warnings + search["warnings"], "notice": DRAFT_NOTICE}
 
@@ -307,6 +353,7 @@ class Answer:
         conclusion = f"{DRAFT_NOTICE} {self.heading}: {self.text}"
         if self.decision:
             conclusion += f" Decision: {self.decision.label} (confidence {self.decision.confidence:.2f})."
+        conclusion += "".join(f" {read.sentence}" for read in self.search.reads)
         sources = "\n".join(f"[{c.number}] {c.label}: {c.sentence}" for c in self.citations)
         presented = f"{conclusion}\n\nSources:\n{sources}" if sources else conclusion
         return {

@@ -32,6 +32,11 @@ def test_a_dicom_with_a_note_searches_reports_and_cases_by_text_and_image(assist
     assert {f"{REPORTS}/joint", f"{CASES}/joint", f"{REPORTS}/hybrid"} <= found_by
     assert any(item.collection == CASES and item.properties.get("finding", "").startswith("COVID-19")
                for item in result.evidence)
+    # the model's read of the image, alone and with the note, each with the AUC it reached on unseen patients
+    assert [read.inputs for read in result.reads] == ["image", "image + note"]
+    assert all(0 <= p <= 1 for read in result.reads for p in read.probabilities.values())
+    exported = json.loads(json.dumps(result.to_dict()))["image_reads"]
+    assert [read["text"] for read in exported] == [read.sentence for read in result.reads]
 
 
 def test_filters_hints_and_tenants_pass_through(assistant, knowledge, pubmedqa):
@@ -64,6 +69,9 @@ def test_a_batch_gives_the_same_routes_and_evidence_as_one_by_one(assistant, kno
     single = [assistant.search(**request, tenant=knowledge, k=5) for request in requests]
     assert [r.route.intent for r in batch] == [r.route.intent for r in single]
     assert [[e.source_id for e in r.evidence] for r in batch] == [[e.source_id for e in r.evidence] for r in single]
+    assert [[read.probabilities for read in r.reads] for r in batch] == \
+        [[read.probabilities for read in r.reads] for r in single]
+    assert [len(r.reads) for r in batch] == [0, 0, 0, 0, 2, 1], "text alone has no read; no note, no image + note read"
     assert all(set(r.timings_ms) == set(STAGES) for r in batch)
 
 

@@ -12,6 +12,7 @@ import pytest
 from knowledge_sources import DEMO_DIR
 from medrag.generate.evidence import addresses_model
 from medrag.generate.prompt import SYSTEM, build_prompt
+from medrag.render import render_answer
 from medrag.store import CASES, REPORTS
 from medrag.store.errors import UnknownTenant
 from medrag.types import DRAFT_NOTICE, INSUFFICIENT
@@ -154,3 +155,18 @@ def test_ingest_methods_mirror_the_command_line(assistant, store):
     assert len(summary.failed) == 1 and "no findings or impression" in summary.failed[0][1], "as `medrag demo` says"
     images = assistant.ingest_images([DICOM], tenant=tenant)
     assert images.ok and store.count(CASES, tenant=tenant) == 1
+
+
+def test_an_image_and_note_without_a_question_get_the_models_read_beside_the_closest_evidence(assistant, knowledge):
+    answer = assistant.ask(note="Fever and dry cough, bilateral ground-glass opacities.",
+                           image=DEMO_DIR / "covid" / "images" / "pneumocystis-pneumonia-1.jpg", tenant=knowledge)
+    assert answer.heading.startswith("Closest evidence") and answer.citations
+    assert {item.collection for item in answer.evidence} >= {CASES}
+    assert [read.inputs for read in answer.search.reads] == ["image", "image + note"]
+    assert answer.models["image_read"] == answer.search.reads[0].model
+    shown = render_answer(answer)
+    conclusion = json.loads(json.dumps(answer.to_fhir()))["conclusion"]
+    for read in answer.search.reads:
+        assert read.sentence in shown and read.sentence in conclusion
+        assert f"AUC {read.auc:.2f}" in read.sentence and "not a diagnosis" in read.sentence
+    assert [read["label"] for read in answer.to_dict()["image_reads"]] == [read.label for read in answer.search.reads]

@@ -1,7 +1,9 @@
-"""The search pipeline: prepare -> embed -> route -> retrieve -> rerank, each a stage with typed input and output.
+"""The search pipeline: prepare -> embed -> read -> route -> retrieve -> rerank, each a stage with typed input and
+output.
 
-A batch of requests shares the first three stages (one encoder call for every text not cached, one pass of the
-image tower, one classifier call); retrieval and rerank run per request. Each stage's time goes into
+A batch of requests shares the first four stages (one encoder call for every text not cached, one pass of the
+image tower, the model's read of each image from those vectors, one classifier call); retrieval and rerank run
+per request. Each stage's time goes into
 ``SearchResult.timings_ms`` (a shared stage is split evenly over the batch).
 """
 
@@ -16,12 +18,13 @@ import numpy as np
 
 from medrag.encode.joint import JointEncoder
 from medrag.pipeline.prepare import QueryPreparer
+from medrag.read import FindingReader
 from medrag.rerank import Reranker, RerankRequest
 from medrag.retrieve.retriever import Retriever
 from medrag.route.features import Query
 from medrag.route.router import Router
 from medrag.store import Filters
-from medrag.types import Evidence, QueryInput, Request, Route, SearchResult
+from medrag.types import Evidence, ImageRead, QueryInput, Request, Route, SearchResult
 
 
 class Stopwatch:
@@ -87,6 +90,36 @@ class Embed:
                 for vector, query in zip(text_vectors, queries, strict=True)]
 
 
+class Read:
+    """The model's read of each query image from the vectors ``Embed`` made: the image alone, and image + note
+    when a note came. No read (and a warning) when the read model was trained on another joint model."""
+
+    def __init__(self, reader: Callable[[], FindingReader | None], retriever: Retriever,
+                 joint_source: Callable[[], str]) -> None:
+        self.reader = reader
+        """Called only when an image arrives; None when no read model is installed."""
+        self.retriever = retriever
+        self.joint_source = joint_source
+
+    def __call__(self, queries: Sequence[QueryInput], embedded: Sequence[Embedded]) -> list[tuple[list[ImageRead],
+                                                                                                   list[str]]]:
+        if all(item.image is None for item in embedded):
+            return [([], []) for _ in queries]
+        reader = self.reader()
+        if reader is None:
+            return [([], []) for _ in queries]
+        if not reader.fits(self.joint_source()):
+            warning = (f"no model read of the image: {reader.name} was trained on the joint model "
+                       f"{reader.card.get('joint_model')!r}, not on the configured one; retrain it with "
+                       "`medrag train read`")
+            return [([], [warning] if item.image is not None else []) for item in embedded]
+        notes = [query.note for query, item in zip(queries, embedded, strict=True)
+                 if item.image is not None and query.note]
+        vectors = dict(zip(notes, self.retriever.text_vectors(notes), strict=True)) if notes else {}
+        return [(reader.read(item.image, vectors.get(query.note)) if item.image is not None else [], [])
+                for query, item in zip(queries, embedded, strict=True)]
+
+
 class RouteStage:
     """The scheduler: one classifier call for the batch, rules and hints per request."""
 
@@ -118,10 +151,11 @@ class Retrieve:
 class SearchPipeline:
     """The stages in order; ``Assistant`` builds one and owns the models behind it."""
 
-    def __init__(self, prepare: Prepare, embed: Embed, route: RouteStage, retrieve: Retrieve,
+    def __init__(self, prepare: Prepare, embed: Embed, read: Read, route: RouteStage, retrieve: Retrieve,
                  reranker: Reranker) -> None:
         self.prepare = prepare
         self.embed = embed
+        self.read = read
         self.route = route
         self.retrieve = retrieve
         self.reranker = reranker
@@ -135,17 +169,20 @@ class SearchPipeline:
             routed = [Query(query.question, query.note, query.image is not None) for query in queries]
         with watch.stage("embed"):
             embedded = self.embed(queries, routed, self.reranker.needs_image_features)
+        with watch.stage("read"):
+            reads = self.read(queries, embedded)
         with watch.stage("route"):
             routes = self.route(routed, requests, embedded)
         shared = {stage: ms / len(requests) for stage, ms in watch.timings.items()}
         depth = self.reranker.depth(k)
         results = []
-        for query, text, route, vectors in zip(queries, routed, routes, embedded, strict=True):
+        for query, text, route, vectors, (read, read_warnings) in zip(queries, routed, routes, embedded, reads,
+                                                                      strict=True):
             own = Stopwatch()
             evidence = self.retrieve(text.text, route, vectors, depth=depth, filters=filters, tenant=tenant,
                                      watch=own)
             with own.stage("fuse"):
                 reranked = self.reranker(RerankRequest(query, evidence, k, vectors.feature_map))
             results.append(SearchResult(query, route, reranked.evidence, {**shared, **own.timings}, reranked.view,
-                                        reranked.warnings))
+                                        read_warnings + reranked.warnings, read))
         return results

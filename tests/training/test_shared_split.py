@@ -21,14 +21,17 @@ from medrag.fuse.checkpoint import CHECKPOINT_CONFIG
 from medrag.fuse.checkpoint import DEFAULT_CHECKPOINT as FUSION
 from medrag.generate.decision import CARD_FILE as DECISION_CARD
 from medrag.generate.decision import DEFAULT_MODEL as DECISION
+from medrag.read.reader import CARD_FILE as READ_CARD
+from medrag.read.reader import DEFAULT_MODEL as READ
 from medrag.route.classifier import CARD_FILE as ROUTER_CARD
 from medrag.route.classifier import DEFAULT_CLASSIFIER as ROUTER
 from training import fusion, joint
 from training.fusion_data import covid_queries
 from training.labelled_queries import build_labelled_queries
+from training.read import read_cases
 
 CARDS = {"joint": JOINT / PARTIAL_CONFIG, "fusion": FUSION / CHECKPOINT_CONFIG, "router": ROUTER / ROUTER_CARD,
-         "decision": DECISION / DECISION_CARD}
+         "decision": DECISION / DECISION_CARD, "read": READ / READ_CARD}
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +84,18 @@ def test_the_decision_card_hash_is_recomputed_from_the_data(files):
     card = _card("decision")
     assert card["trained_on_sha256"] == hashlib.sha256(files["pubmedqa"].read_bytes()).hexdigest()
     assert card["split"] == DEFAULT_SPLIT.describe(read_pubmedqa(files["pubmedqa"]))
+
+
+def test_the_read_card_hash_is_recomputed_from_the_data_and_its_test_patients_are_unseen(data_dir, files):
+    card = _card("read")
+    cases = read_cases(files["covid"])
+    assert card["trained_on_sha256"] == hashlib.sha256(files["covid"].read_bytes()).hexdigest()
+    assert card["split"] == DEFAULT_SPLIT.describe(cases)
+    joint_covid = [pair for pair in joint.image_text_pairs(data_dir) if pair.source == "covid"]
+    joint_trained = {pair.group for pair in joint_covid if DEFAULT_SPLIT.part(pair.group) != "test"}
+    read_test = {case.group for case in cases if DEFAULT_SPLIT.part(case.group) == "test"}
+    assert len(read_test) == card["test"]["image"]["groups"]
+    assert read_test and not read_test & joint_trained, "no vector behind a held-out read came from a trained patient"
 
 
 def test_covid_patients_keep_their_side_across_the_router_and_the_cases(data_dir, files):

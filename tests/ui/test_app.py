@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import re
@@ -85,6 +86,12 @@ def test_ask_gives_a_cited_answer_whose_numbers_link_to_existing_cards_and_a_hea
     assert any("attention while reading" in caption for caption in _image_captions(at))
     assert len(at.image) == 2  # the radiograph with the heatmap, and its colour bar
     assert {b.label for b in at.get("download_button")} == {"FHIR DiagnosticReport (draft)", "Answer as JSON"}
+    # the model's read of the image and of image + note, each beside its measured AUC, not as a cited claim
+    assert [read.inputs for read in answer.search.reads] == ["image", "image + note"]
+    shown = {metric.label: metric.value for metric in at.metric}
+    for read in answer.search.reads:
+        assert shown[f"{read.inputs}: {read.task}"] == read.label
+        assert any(f"Measured AUC {read.auc:.2f}" in html.unescape(caption.value) for caption in at.caption)
 
 
 def _image_captions(at: AppTest) -> list[str]:

@@ -184,6 +184,7 @@ def _show_answer(answer: Answer, mode: str, k: int) -> None:
         decision = answer.decision
         st.metric("Decision", decision.label.upper(), f"confidence {decision.confidence:.2f}", delta_color="off")
         st.caption(f"{md.escape(decision.decider)}. Reliability: {md.escape(decision.reliability)}")
+    _image_reads(answer)
     for claim in answer.dropped:
         st.markdown(md.dropped_markdown(claim))
     for warning in answer.warnings + answer.search.warnings:
@@ -192,6 +193,21 @@ def _show_answer(answer: Answer, mode: str, k: int) -> None:
     _evidence_cards(answer)
     _provenance(answer)
     _feedback(answer, mode, k)
+
+
+def _image_reads(answer: Answer) -> None:
+    """The model's read of the image: a probability beside the AUC it reached on unseen patients, never a
+    diagnosis, and visibly apart from the cited answer (it cites no source)."""
+    reads = answer.search.reads
+    if not reads:
+        return
+    with st.container(border=True, key="image-reads"):
+        st.markdown("**Model read of the image** (not a diagnosis; no source behind it)")
+        for column, read in zip(st.columns(len(reads)), reads, strict=True):
+            low, high = read.auc_interval
+            column.metric(f"{read.inputs}: {read.task}", read.label,
+                          f"probability {read.probabilities[read.label]:.2f}", delta_color="off")
+            column.caption(md.escape(f"Measured AUC {read.auc:.2f} [{low:.2f}-{high:.2f}] on {read.held_out}."))
 
 
 def _route(answer: Answer) -> None:

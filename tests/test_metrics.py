@@ -1,0 +1,33 @@
+"""Shared metrics: the patient-grouped bootstrap of AUCs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medrag.metrics import grouped_auc_interval
+
+
+def test_a_perfect_score_has_a_degenerate_interval_and_a_paired_gain_over_chance():
+    labels = [0, 0, 1, 1, 0, 1, 1, 0]
+    groups = ["a", "a", "b", "b", "c", "d", "e", "f"]
+    perfect = [0.1, 0.2, 0.8, 0.9, 0.3, 0.7, 0.6, 0.2]
+    flat = [0.5] * len(labels)
+    result = grouped_auc_interval(labels, {"flat": flat, "perfect": perfect}, groups, resamples=300)
+    assert result["auc"] == {"flat": 0.5, "perfect": 1.0}
+    assert result["auc_ci95"]["perfect"] == pytest.approx([1.0, 1.0])
+    assert result["minus_flat_ci95"]["perfect"] == pytest.approx([0.5, 0.5])
+    assert (result["groups"], result["positives"], result["negatives"]) == (6, 4, 4)
+
+
+def test_resampling_keeps_a_patients_images_together():
+    # patient "p" has ten negatives scored high: resampling images one by one would give tighter intervals
+    rng = np.random.default_rng(1)
+    labels = [0] * 10 + [1, 0] * 10
+    scores = [0.9] * 10 + list(rng.random(20))
+    by_patient = grouped_auc_interval(labels, {"s": scores}, ["p"] * 10 + [f"q{i}" for i in range(20)])
+    by_image = grouped_auc_interval(labels, {"s": scores}, [f"i{i}" for i in range(30)])
+    width = {name: r["auc_ci95"]["s"][1] - r["auc_ci95"]["s"][0] for name, r in
+             {"patient": by_patient, "image": by_image}.items()}
+    assert width["patient"] > width["image"]
+    assert by_patient["auc"]["s"] == pytest.approx(by_image["auc"]["s"])
