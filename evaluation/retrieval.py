@@ -252,20 +252,21 @@ def _ingest_counts(summary: IngestSummary) -> dict[str, int]:
             "skipped": len(summary.skipped), "failed": len(summary.failed)}
 
 
-def _with_file(paths: Sequence[Path], extra: Path) -> list[Path]:
-    """``paths`` plus ``extra`` unless one of them already holds it (so no file is read twice)."""
-    inside = any(Path(extra).resolve().is_relative_to(Path(path).resolve()) for path in paths)
+def _with_file(paths: Sequence[Path], extra: Path | None) -> list[Path]:
+    """``paths`` plus ``extra`` unless it is None or one of them already holds it (so no file is read twice)."""
+    inside = extra is None or any(Path(extra).resolve().is_relative_to(Path(path).resolve()) for path in paths)
     return list(paths) if inside else [*paths, extra]
 
 
-def ingest_knowledge(config: Config, store: Store, tenant: str, questions_json: Path, metadata_csv: Path | None,
+def ingest_knowledge(config: Config, store: Store, tenant: str, questions_json: Path | None,
+                     metadata_csv: Path | None,
                      *, text_encoder: TextEncoder, joint_encoder: JointEncoder | None,
                      pubmed_paths: Sequence[Path] | None = None, report_paths: Sequence[Path] | None = None,
                      progress: bool = True) -> dict[str, IngestSummary]:
     """Ingest what the evaluations search into ``tenant`` (idempotent: a re-run only checks).
 
     ``pubmed_paths`` (default: every PubMed source in ``config.data_dir/pubmed``) and the questions file
-    itself; with ``metadata_csv`` also ``report_paths`` (default: the IU reports) and its cases.
+    itself (when given); with ``metadata_csv`` also ``report_paths`` (default: the IU reports) and its cases.
     """
     store.ensure_schema()
     store.create_tenant(tenant)

@@ -155,6 +155,26 @@ def _eval_read(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_attention(args: argparse.Namespace) -> int:
+    from evaluation.attention import ReferenceMasks, evaluate_lung_attention, render_markdown, write_report
+    from evaluation.joint import joint_split
+    from evaluation.retrieval import ingest_knowledge
+    from medrag.assistant import Assistant
+
+    masks = ReferenceMasks(args.lung_masks) if args.lung_masks else None
+    with Assistant.local(args.config) as assistant:
+        ingest_knowledge(args.config, assistant.store, args.tenant, None, args.metadata,
+                         text_encoder=assistant.text_encoder, joint_encoder=assistant.joint_encoder,
+                         progress=not args.no_progress)
+        report = evaluate_lung_attention(assistant, args.metadata, tenant=args.tenant, split=joint_split(args.config),
+                                         k=args.k, reference_masks=masks, progress=not args.no_progress)
+    print(render_markdown(report))
+    if args.out:
+        write_report(report, args.out)
+        print(f"attention.json, attention.md and attention_examples.png in {args.out}")
+    return 0
+
+
 def _eval_joint(args: argparse.Namespace) -> int:
     from evaluation.joint import evaluate_joint_model
 
@@ -443,6 +463,19 @@ def build_parser() -> argparse.ArgumentParser:
     eval_read.add_argument("--out", type=Path, help="folder for read.json, read.md and read_roc.png")
     eval_read.add_argument("--no-progress", action="store_true", help="no progress bar")
     eval_read.set_defaults(run=_eval_read)
+
+    eval_attention = evaluate.add_parser(
+        "attention", help="share of the fusion's image attention on the lungs against a uniform map, for the covid "
+        "cases of held-out patients; ingests what it needs into --tenant first")
+    eval_attention.add_argument("metadata", type=Path, help="a metadata.csv-format file with its images folder")
+    eval_attention.add_argument("--lung-masks", type=Path, help="zip or folder of lung masks named like the images "
+                                "(e.g. torchxrayvision's data/semantic_masks_v7labs_lungs.zip); default: the "
+                                "classical segmentation")
+    eval_attention.add_argument("--k", type=int, default=5, help="evidence items whose maps count (default 5)")
+    eval_attention.add_argument("--tenant", default="eval", help="tenant to ingest into and search (default eval)")
+    eval_attention.add_argument("--out", type=Path, help="folder for attention.json, attention.md and the figure")
+    eval_attention.add_argument("--no-progress", action="store_true", help="no progress bars")
+    eval_attention.set_defaults(run=_eval_attention)
 
     eval_route = evaluate.add_parser("route", help="routing accuracy and confusion matrix on labelled queries")
     eval_route.add_argument("queries", type=Path, help="labelled queries, JSON Lines (e.g. the model's "
