@@ -17,6 +17,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from medrag.encode.joint import JointEncoder
+from medrag.imaging.radiograph import radiograph_metadata
 from medrag.pipeline.prepare import QueryPreparer
 from medrag.read import FindingReader
 from medrag.rerank import Reranker, RerankRequest
@@ -113,11 +114,18 @@ class Read:
                        f"{reader.card.get('joint_model')!r}, not on the configured one; retrain it with "
                        "`medrag train read`")
             return [([], [warning] if item.image is not None else []) for item in embedded]
-        notes = [query.note for query, item in zip(queries, embedded, strict=True)
-                 if item.image is not None and query.note]
+        refusals = [reader.refusal(_body_part(query)) for query in queries]
+        notes = [query.note for query, item, refusal in zip(queries, embedded, refusals, strict=True)
+                 if item.image is not None and query.note and refusal is None]
         vectors = dict(zip(notes, self.retriever.text_vectors(notes), strict=True)) if notes else {}
-        return [(reader.read(item.image, vectors.get(query.note)) if item.image is not None else [], [])
-                for query, item in zip(queries, embedded, strict=True)]
+        return [([], [refusal]) if refusal and item.image is not None
+                else (reader.read(item.image, vectors.get(query.note)) if item.image is not None else [], [])
+                for query, item, refusal in zip(queries, embedded, refusals, strict=True)]
+
+
+def _body_part(query: QueryInput) -> str | None:
+    """``BodyPartExamined`` of a DICOM query (kept by de-identification); None for PNG/JPEG."""
+    return radiograph_metadata(query.dicom)["body_part"] if query.dicom is not None else None
 
 
 class RouteStage:

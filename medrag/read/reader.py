@@ -32,6 +32,8 @@ INPUTS = {"image": "image.skops", "image + note": "image_note.skops", "note": "n
 is never shown as a read of the image."""
 SHOWN = ("image", "image + note")
 FIX = "train one with `medrag train read` (a few minutes on a CPU)"
+CHEST = frozenset({"CHEST", "THORAX", "LUNG", "LUNGS"})
+"""``BodyPartExamined`` values of the radiographs the read was trained on (the covid set holds chest films only)."""
 
 
 def joint_identity(source: str) -> str:
@@ -68,6 +70,14 @@ class FindingReader:
     def fits(self, joint_source: str) -> bool:
         """True when ``joint_source`` is the joint model these reads were trained on."""
         return joint_identity(joint_source) == self.card.get("joint_model")
+
+    def refusal(self, body_part: str | None) -> str | None:
+        """Why the read does not apply to an image whose DICOM header names ``body_part`` (None: it applies; a
+        PNG/JPEG or a header without the element is taken to be a chest radiograph)."""
+        if body_part is None or body_part.strip().upper() in CHEST:
+            return None
+        return (f"no model read of the image: its DICOM header says BodyPartExamined {body_part!r}, and "
+                f"{self.name} was trained on chest radiographs only")
 
     def probability(self, inputs: str, image_vector: np.ndarray | None, note_vector: np.ndarray | None) -> float:
         """P(positive class) from one input kind."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pydicom.dataset import Dataset
 
 from knowledge_sources import DEMO_DIR
 from medrag.imaging.radiograph import load_image_file
@@ -85,3 +86,16 @@ def test_an_image_read_serialises_with_its_reliability():
     assert data["text"] == ("Model read (image): COVID-19 more likely than other pneumonia, probability 0.70 "
                             "(measured AUC 0.79 [0.69-0.88] on 107 images of 58 patients never trained on); "
                             "not a diagnosis.")
+
+
+@pytest.mark.parametrize(("body_part", "read"), [("HEAD", False), ("ABDOMEN", False), ("CHEST", True), (None, True)])
+def test_a_dicom_of_another_body_part_gets_no_chest_read(reader, body_part, read):
+    header = Dataset()
+    if body_part:
+        header.BodyPartExamined = body_part
+    query = QueryInput("", "", load_image_file(COVID_IMAGE), header, {})
+    embedded = Embedded(np.zeros(384, np.float32), np.full(256, 1 / 16, np.float32), None)
+    stage = Read(lambda: reader, retriever=None, joint_source=lambda: f"/x ({reader.card['joint_model']})")
+    [(reads, warnings)] = stage([query], [embedded])
+    assert bool(reads) is read
+    assert warnings == ([] if read else [reader.refusal(body_part)]) and (read or body_part in warnings[0])
