@@ -371,7 +371,7 @@ def _covid_markdown(covid: Mapping[str, Any]) -> list[str]:
                                                                "precision@5", "precision@10", "random_precision",
                                                                "majority_precision"))]
             for name, m in tasks.items() if m["queries"]]
-    by_class = [[task, name, m["queries"], m["precision@5"], m["random_precision"]]
+    by_class = [[task, name, m["queries"], m["precision@5"], m["mrr"], m["random_precision"]]
                 for task, result in tasks.items() for name, m in result.get("by_class", {}).items()]
     return [
         f"## Covid cases: `{covid['file']}` ({covid['cases']} images), top {covid['k']}", "",
@@ -387,7 +387,7 @@ def _covid_markdown(covid: Mapping[str, Any]) -> list[str]:
         f"is relevant. Random P: the share of relevant candidates; majority P: always {images['majority_class']}. "
         f"Held-out: query patients in the test part of split {covid.get('held_out_split')}, named in the joint "
         "model's card: patients it never trained on.", "",
-        *_table(["task", "finding class", "queries", "P@5", "random P"], by_class),
+        *_table(["task", "finding class", "queries", "P@5", "MRR", "random P"], by_class),
     ]
 
 
