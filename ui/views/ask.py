@@ -182,7 +182,9 @@ def _show_answer(answer: Answer, mode: str, k: int) -> None:
         st.markdown(md.answer_markdown(answer))
     if answer.decision:
         decision = answer.decision
-        st.metric("Decision", decision.label.upper(), f"confidence {decision.confidence:.2f}", delta_color="off")
+        # a confidence is not a change: no arrow, no colour
+        st.metric("Decision", decision.label.upper(), f"confidence {decision.confidence:.2f}", delta_color="off",
+                  delta_arrow="off")
         st.caption(f"{md.escape(decision.decider)}. Reliability: {md.escape(decision.reliability)}")
     _image_reads(answer)
     for claim in answer.dropped:
@@ -206,7 +208,7 @@ def _image_reads(answer: Answer) -> None:
         for column, read in zip(st.columns(len(reads)), reads, strict=True):
             low, high = read.auc_interval
             column.metric(f"{read.inputs}: {read.task}", read.label,
-                          f"probability {read.probabilities[read.label]:.2f}", delta_color="off")
+                          f"probability {read.probabilities[read.label]:.2f}", delta_color="off", delta_arrow="off")
             column.caption(md.escape(f"Measured AUC {read.auc:.2f} [{low:.2f}-{high:.2f}] on {read.held_out}."))
 
 
