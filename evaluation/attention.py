@@ -34,7 +34,7 @@ from medrag.datasets.covid import CovidCase, covid_cases
 from medrag.datasets.splits import Split
 from medrag.imaging.lungs import attention_in_mask, mask_on_grid, segment_lungs
 from medrag.imaging.radiograph import load_image_file
-from medrag.metrics import bootstrap_interval
+from medrag.metrics import bootstrap_interval, peak_ratio
 from medrag.reporting import pyplot, save_figure, write_json_and_markdown
 
 LATERAL_VIEWS = frozenset({"L", "LL", "RL", "LATERAL"})
@@ -86,13 +86,6 @@ def case_views(metadata_csv: Path) -> dict[str, str]:
 def case_shares(attention: Sequence[np.ndarray], cell_fraction: np.ndarray) -> list[float]:
     """The lung share of each evidence item's attention map, in evidence order."""
     return [attention_in_mask(grid, cell_fraction) for grid in attention]
-
-
-def peak_ratio(grid: np.ndarray) -> float:
-    """How many times a uniform cell's weight the hottest cell gets (1 for a flat map): how far the map is
-    from looking everywhere at once, whatever it looks at."""
-    grid = np.asarray(grid, dtype=np.float64)
-    return float(grid.max() * grid.size / grid.sum())
 
 
 def case_row(case: CovidCase, view: str, lung_area: float, cell_fraction: np.ndarray,

@@ -68,6 +68,13 @@ def bootstrap_interval(values: Sequence[float], *, level: float = 0.95, resample
     return [float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))]
 
 
+def peak_ratio(grid: np.ndarray) -> float:
+    """How many times a uniform cell's weight the hottest cell of an attention map gets (1 for a flat map): how
+    far the map is from looking everywhere at once, whatever it looks at."""
+    grid = np.asarray(grid, dtype=np.float64)
+    return float(grid.max() * grid.size / grid.sum())
+
+
 def grouped_auc_interval(labels: Sequence[int], scores: Mapping[str, Sequence[float]], groups: Sequence[str], *,
                          level: float = 0.95, resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
     """ROC AUC of each named score with a percentile-bootstrap interval that resamples patient groups (images of

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medrag.metrics import grouped_auc_interval
+from medrag.metrics import grouped_auc_interval, peak_ratio
 
 
 def test_a_perfect_score_has_a_degenerate_interval_and_a_paired_gain_over_chance():
@@ -31,3 +31,10 @@ def test_resampling_keeps_a_patients_images_together():
              {"patient": by_patient, "image": by_image}.items()}
     assert width["patient"] > width["image"]
     assert by_patient["auc"]["s"] == pytest.approx(by_image["auc"]["s"])
+
+
+def test_peak_ratio_is_one_for_a_flat_map():
+    assert peak_ratio(np.full((7, 7), 3.0)) == pytest.approx(1.0)
+    peak = np.ones((7, 7))
+    peak[0, 0] = 50  # the hottest cell holds 50 / 98 of the mass: 49 * 50 / 98 = 25 times a flat map's weight
+    assert peak_ratio(peak) == pytest.approx(25.0)

@@ -16,7 +16,6 @@ from evaluation.attention import (
     case_views,
     dice,
     evaluate_lung_attention,
-    peak_ratio,
     pick_examples,
     render_markdown,
     summarise,
@@ -64,13 +63,6 @@ def test_rows_compare_each_share_with_the_uniform_baseline(report):
     assert looking["share_top1"] > looking["baseline"]
     assert looking["share"] == pytest.approx((looking["share_top1"] + looking["baseline"]) / 2)
     assert uniform["peak_ratio"] == pytest.approx(1.0) and looking["peak_ratio"] > 1.0
-
-
-def test_peak_ratio_is_one_for_a_flat_map():
-    assert peak_ratio(np.full((7, 7), 3.0)) == pytest.approx(1.0)
-    peak = np.ones((7, 7))
-    peak[0, 0] = 50  # the hottest cell holds 50 / 98 of the mass: 49 * 50 / 98 = 25 times a flat map's weight
-    assert peak_ratio(peak) == pytest.approx(25.0)
 
 
 def test_summary_pairs_share_and_baseline(report):

@@ -82,7 +82,8 @@ def test_ask_gives_a_cited_answer_whose_numbers_link_to_existing_cards_and_a_hea
     assert answer.search.fusion is not None and answer.search.fusion.image_attention
     heat = next(k for k in _keys(at) if k.endswith(".heat"))
     assert at.toggle(key=heat).value is True
-    assert any("attention while reading" in caption for caption in _image_captions(at))
+    heat_caption = next(caption for caption in _image_captions(at) if "attention while reading" in caption)
+    assert re.search(r"hottest cell \d\.\d\dx an even map", heat_caption), "a min-max scaled map says how even it is"
     assert len(at.image) == 2  # the radiograph with the heatmap, and its colour bar
     assert {b.label for b in at.get("download_button")} == {"FHIR DiagnosticReport (draft)", "Answer as JSON"}
     # the model's read of the image and of image + note, each beside its measured AUC, not as a cited claim
