@@ -58,7 +58,8 @@ class Assistant:
         self.pipeline = SearchPipeline(
             Prepare(QueryPreparer(DicomDeidentifier(deid_key(config)))),
             Embed(self.retriever, lambda: self.joint_encoder, self.text_encoder.dim),
-            Read(lambda: self.finding_reader, self.retriever, lambda: self.joint_encoder.source),
+            Read(lambda: self.finding_reader, self.retriever, lambda: self.joint_encoder.source,
+                 self.text_encoder.model_path),
             RouteStage(self.router), Retrieve(self.retriever), self.reranker)
         # One request at a time through the models: torch already uses every core for one request, and the
         # query cache and the lazily loaded models are not meant for concurrent writers.

@@ -13,6 +13,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 
@@ -96,11 +97,13 @@ class Read:
     when a note came. No read (and a warning) when the read model was trained on another joint model."""
 
     def __init__(self, reader: Callable[[], FindingReader | None], retriever: Retriever,
-                 joint_source: Callable[[], str]) -> None:
+                 joint_source: Callable[[], str], text_model: Path | None = None) -> None:
         self.reader = reader
         """Called only when an image arrives; None when no read model is installed."""
         self.retriever = retriever
         self.joint_source = joint_source
+        self.text_model = text_model
+        """The folder of the model behind the note vectors (None: not checked against the read's card)."""
 
     def __call__(self, queries: Sequence[QueryInput], embedded: Sequence[Embedded]) -> list[tuple[list[ImageRead],
                                                                                                    list[str]]]:
@@ -115,11 +118,17 @@ class Read:
                        "`medrag train read`")
             return [([], [warning] if item.image is not None else []) for item in embedded]
         refusals = [reader.refusal(_body_part(query)) for query in queries]
+        with_notes = self.text_model is None or reader.fits_text(self.text_model)
         notes = [query.note for query, item, refusal in zip(queries, embedded, refusals, strict=True)
-                 if item.image is not None and query.note and refusal is None]
+                 if item.image is not None and query.note and refusal is None and with_notes]
         vectors = dict(zip(notes, self.retriever.text_vectors(notes), strict=True)) if notes else {}
+        text_warning = ([] if with_notes else
+                        [f"no image + note read: {reader.name} was trained on note vectors of "
+                         f"{reader.card.get('text_model')!r}, not of the configured text model; retrain it with "
+                         "`medrag train read`"])
         return [([], [refusal]) if refusal and item.image is not None
-                else (reader.read(item.image, vectors.get(query.note)) if item.image is not None else [], [])
+                else (reader.read(item.image, vectors.get(query.note)),
+                      text_warning if query.note else []) if item.image is not None else ([], [])
                 for query, item, refusal in zip(queries, embedded, refusals, strict=True)]
 
 

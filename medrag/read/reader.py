@@ -71,6 +71,11 @@ class FindingReader:
         """True when ``joint_source`` is the joint model these reads were trained on."""
         return joint_identity(joint_source) == self.card.get("joint_model")
 
+    def fits_text(self, text_model: str | Path) -> bool:
+        """True when note vectors from ``text_model`` (a sentence-transformers folder) are what the image + note
+        model was trained on; compared by the folder's last two parts, as the card records them."""
+        return "/".join(Path(text_model).parts[-2:]) == self.card.get("text_model")
+
     def refusal(self, body_part: str | None) -> str | None:
         """Why the read does not apply to an image whose DICOM header names ``body_part`` (None: it applies; a
         PNG/JPEG or a header without the element is taken to be a chest radiograph)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from pydicom.dataset import Dataset
@@ -99,3 +101,14 @@ def test_a_dicom_of_another_body_part_gets_no_chest_read(reader, body_part, read
     [(reads, warnings)] = stage([query], [embedded])
     assert bool(reads) is read
     assert warnings == ([] if read else [reader.refusal(body_part)]) and (read or body_part in warnings[0])
+
+
+def test_note_vectors_of_another_text_model_give_the_image_read_only(reader):
+    query = QueryInput("", "Cough and fever.", load_image_file(COVID_IMAGE), None, {})
+    embedded = Embedded(np.zeros(384, np.float32), np.full(256, 1 / 16, np.float32), None)
+    stage = Read(lambda: reader, retriever=None, joint_source=lambda: f"/x ({reader.card['joint_model']})",
+                 text_model=Path("/models/all-mpnet-base-v2"))
+    [(reads, warnings)] = stage([query], [embedded])
+    assert [read.inputs for read in reads] == ["image"]
+    assert "no image + note read" in warnings[0] and "medrag train read" in warnings[0]
+    assert reader.fits_text(Path("/site-packages") / reader.card["text_model"])
