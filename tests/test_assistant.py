@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
+from pathlib import Path
 
 import pytest
 
 from knowledge_sources import DEMO_DIR
 from medrag.assistant import STAGES, Assistant
+from medrag.encode.joint import JointEncoder
 from medrag.route.router import Hints
 from medrag.store import ARTICLES, CASES, REPORTS, Filters
 from medrag.store.errors import UnknownTenant
@@ -120,3 +123,38 @@ def test_objects_stored_without_sentence_vectors_get_retrieval_order_and_a_warni
     result = assistant.search(question=entry["QUESTION"], tenant=tenant, k=3)
     assert [item.source_id for item in result.evidence] == [pmid] and result.fusion is None
     assert "re-run `medrag ingest" in result.warnings[0] and pmid in result.warnings[0]
+
+
+def _vit_checkpoint(folder: Path) -> Path:
+    """An open_clip checkpoint folder whose image tower is a (tiny, untrained) ViT, the way BiomedCLIP's is: a
+    joint model with no convolutional feature grid for the fusion module."""
+    import open_clip
+    from safetensors.torch import save_file
+
+    from medrag.encode.joint import _resolve_text_tower, base_model_config
+
+    model_cfg = {**_resolve_text_tower(base_model_config()),
+                 "vision_cfg": {"image_size": 224, "layers": 1, "width": 64, "head_width": 32, "patch_size": 32}}
+    model = open_clip.CustomTextCLIP(**model_cfg)
+    (folder / "open_clip_config.json").write_text(json.dumps(
+        {"model_cfg": model_cfg, "preprocess_cfg": {"mean": [0.5] * 3, "std": [0.5] * 3, "size": 224}}))
+    save_file({name: tensor.contiguous() for name, tensor in model.state_dict().items()},
+              folder / "open_clip_model.safetensors")
+    text_tower = Path(model_cfg["text_cfg"]["hf_tokenizer_name"])
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(text_tower / name, folder / name)
+    return folder
+
+
+def test_a_joint_model_without_a_feature_grid_still_answers_image_queries(config, store, knowledge, text_encoder,
+                                                                           tmp_path):
+    vit = JointEncoder.load(_vit_checkpoint(tmp_path))
+    assistant = Assistant(config, store, text_encoder=text_encoder, joint_encoder=vit)
+    study = DEMO_DIR / "dicom" / "siim-cr-jpeg-baseline.dcm"
+    with_note = assistant.search(note="Fever and dry cough.", image=study, tenant=knowledge)
+    assert with_note.evidence and with_note.fusion is not None and with_note.fusion.image_attention is None
+    assert any("took no part in the rerank" in warning for warning in with_note.warnings)
+    assert with_note.reads == [] and any("medrag train read" in warning for warning in with_note.warnings)
+    image_only = assistant.search(image=study, tenant=knowledge)
+    assert image_only.evidence and image_only.fusion is None
+    assert any("fusion skipped, results in retrieval order" in warning for warning in image_only.warnings)

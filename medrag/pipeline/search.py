@@ -83,9 +83,13 @@ class Embed:
         if not images:
             return [Embedded(vector, None, None) for vector in text_vectors]
         encoder = self.joint_encoder()
+        maps = None
         if feature_maps:
-            image_vectors, maps = encoder.encode_images_and_patches(images)
-        else:
+            try:
+                image_vectors, maps = encoder.encode_images_and_patches(images)
+            except NotImplementedError:  # a tower without a feature grid (a ViT): the reranker says what it misses
+                maps = None
+        if maps is None:
             image_vectors, maps = encoder.encode_images(images), [None] * len(images)
         pairs = iter(zip(image_vectors, maps, strict=True))
         return [Embedded(vector, *(next(pairs) if query.image is not None else (None, None)))

@@ -3,13 +3,17 @@ and keep the attention maps the UI draws.
 
 It falls back to the retrieval order, with a warning that says why, where it cannot read the candidates:
 objects stored without sentence vectors, or a collection the checkpoint was not trained on and that does not
-declare a built-in source it resembles (``KnowledgeSource.like``).
+declare a built-in source it resembles (``KnowledgeSource.like``). A joint model whose image tower gives no
+feature grid of the checkpoint's shape (a ViT such as BiomedCLIP, another trunk) leaves the image out of the
+rerank, with a warning: the image still searched by its joint vector.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+
+import numpy as np
 
 from medrag.fuse.reranker import FusionReranker, query_sentences
 from medrag.rerank.base import RerankContext, Reranked, RerankRequest
@@ -72,8 +76,12 @@ class FusionRerank:
         except ValueError as error:
             return Reranked(evidence[:k], warnings=[f"fusion skipped, results in retrieval order: {error}"])
         texts = query_sentences(request.query.question, request.query.note, self.module.model.config)
+        image, warnings = self._image_features(request)
+        if image is None and not texts:
+            return Reranked(evidence[:k], warnings=[*warnings, "fusion skipped, results in retrieval order: the "
+                                                    "request has no text and no image features the module reads"])
         text = self.context.encode(texts) if texts else None
-        fused = self.module(text, request.image_features, candidates, selected=self.config.evidence_sentences)
+        fused = self.module(text, image, candidates, selected=self.config.evidence_sentences)
         keep = fused.order[:k]
         place = {index: position for position, index in enumerate(keep)}
         for index in keep:
@@ -85,7 +93,21 @@ class FusionRerank:
             sentence_attention=[fused.sentence_attention[index] for index in keep],
             image_attention=None if fused.image_attention is None else [fused.image_attention[i] for i in keep],
             gate=fused.gate, model=self.module.source)
-        return Reranked([evidence[index] for index in keep], view)
+        return Reranked([evidence[index] for index in keep], view, warnings)
+
+    def _image_features(self, request: RerankRequest) -> tuple[np.ndarray | None, list[str]]:
+        """The query image's feature map if it has the shape the module was trained on, and why not otherwise."""
+        if request.query.image is None:
+            return None, []
+        config = self.module.model.config
+        expected = (config.image_dim, *config.grid)
+        features = request.image_features
+        if features is not None and np.shape(features) == expected:
+            return features, []
+        given = "no feature grid" if features is None else f"a {tuple(np.shape(features))} feature map"
+        return None, [f"the image searched by its joint vector but took no part in the rerank: the fusion module "
+                      f"reads a {expected} feature map and this joint model's image tower gives {given}; retrain "
+                      "the fusion module on it (`medrag train fusion`)"]
 
 
 def _passages_from_scores(item: Evidence, scores: list[float], most: int) -> None:
