@@ -1,8 +1,8 @@
 """Answer quality on a PubMedQA-format file: ``medrag eval answers QUESTIONS.json``.
 
 For every question the real pipeline searches the store, then both answer modes run:
-- the yes/no/maybe decision: extractive mode's trained decision model vs the language model's own
-  probabilities (generative mode), with the majority class alongside; again on the questions in the test part
+- the yes/no/maybe decision: the trained decider over the reader's scores vs the reader's own zero-shot
+  probabilities, with the majority class alongside; again on the questions in the test part
   of the split named in the decision model's card, which that model never trained on, whatever the file;
 - "insufficient evidence": how often each question is declared unanswerable as is, and again with its own
   abstract removed from the evidence (then it should be), at the configured threshold and over a sweep of
@@ -27,7 +27,8 @@ from tqdm import tqdm
 from medrag.assistant import STAGES, Assistant
 from medrag.datasets.pubmedqa import read_pubmedqa
 from medrag.datasets.splits import card_split
-from medrag.generate.decision import LABELS, Decision
+from medrag.generate.decision import LABELS, Decision, decision_from, reader_scores
+from medrag.generate.lm import renormalised
 from medrag.metrics import label_metrics
 from medrag.reporting import pyplot, save_confusion_matrix, save_figure, write_json_and_markdown
 from training.decision import BATCH
@@ -64,7 +65,7 @@ def evaluate_answers(assistant: Assistant, questions_path: Path, *, tenant: str,
     rows = read_pubmedqa(questions_path, require_decision=True)
     labels = [record.final_decision for record in rows]
     extractive: list[Decision | None] = []
-    generative: list[Decision | None] = []
+    zero_shot: list[Decision | None] = []
     best_relevance: dict[str, list[float]] = {"as_is": [], "own_abstract_removed": []}
     written = {"citations": 0, "supported_citations": 0, "sentences": 0, "supported_sentences": 0}
     kept_sentences = dropped_sentences = tokens = 0
@@ -78,10 +79,11 @@ def evaluate_answers(assistant: Assistant, questions_path: Path, *, tenant: str,
         for record, result in zip(chunk, results, strict=True):
             answer = writer(result, "extractive")
             extractive.append(answer.decision)
-            evidence, relevant = writer.evidence(result)
+            evidence, _ = writer.evidence(result)
             best_relevance["as_is"].append(max((s.relevance for s in evidence), default=-1.0))
-            generative.append(writer.decide(record.question, "generative", evidence, relevant, {})
-                              if relevant else None)
+            zero_shot.append(decision_from(renormalised(reader_scores(writer.language_model, record.question,
+                                                                      evidence)), "zero-shot reader", "")
+                             if answer.decision else None)
             without = dataclasses.replace(result, fusion=None,
                                           evidence=[e for e in result.evidence if e.source_id != record.pmid])
             best_relevance["own_abstract_removed"].append(
@@ -106,7 +108,7 @@ def evaluate_answers(assistant: Assistant, questions_path: Path, *, tenant: str,
         "questions": str(questions_path), "count": len(rows), "tenant": tenant,
         "majority_baseline": _majority_baseline(labels, majority),
         "extractive_decision": _decision_metrics(labels, extractive),
-        "generative_decision": _decision_metrics(labels, generative),
+        "zero_shot_reader_decision": _decision_metrics(labels, zero_shot),
         "decision_model": card.get("name"), "decision_model_in_sample": in_sample,
         "decision_model_cross_validated": card.get("cross_validation", {}).get("metrics") if in_sample else None,
         "decision_model_split": split_name,
@@ -132,9 +134,9 @@ def evaluate_answers(assistant: Assistant, questions_path: Path, *, tenant: str,
     if out_dir:
         write_json_and_markdown(report, render_markdown(report), out_dir, "answers")
         plot_insufficient_sweep(report, out_dir / "insufficient_evidence.png")
-        for mode in ("extractive", "generative"):
-            save_confusion_matrix(report[f"{mode}_decision"], out_dir / f"{mode}_confusion.png",
-                                  f"yes/no/maybe, {mode} mode ({questions_path.name})")
+        for name in ("extractive", "zero_shot_reader"):
+            save_confusion_matrix(report[f"{name}_decision"], out_dir / f"{name}_confusion.png",
+                                  f"yes/no/maybe, {name.replace('_', ' ')} ({questions_path.name})")
     return report
 
 
@@ -160,9 +162,9 @@ def render_markdown(report: dict[str, Any]) -> str:
              "", "| decider | accuracy | macro-F1 | decided |", "|---|---|---|---|"]
     base = report["majority_baseline"]
     lines.append(f"| majority class ({base['label']}) | {base['accuracy']:.3f} | {base['macro_f1']:.3f} | all |")
-    for mode in ("extractive", "generative"):
-        m = report[f"{mode}_decision"]
-        lines.append(f"| {mode} | {m['accuracy']:.3f} | {m['macro_f1']:.3f} | {m['decided']} |")
+    for name in ("extractive", "zero_shot_reader"):
+        m = report[f"{name}_decision"]
+        lines.append(f"| {name.replace('_', ' ')} | {m['accuracy']:.3f} | {m['macro_f1']:.3f} | {m['decided']} |")
     held_out = report.get("held_out")  # absent from reports written before named splits
     if held_out:
         base, m = held_out["majority_baseline"], held_out["extractive_decision"]

@@ -220,22 +220,36 @@ def _ask(args: argparse.Namespace) -> int:
 
 
 def _train_decision(args: argparse.Namespace) -> int:
+    from evaluation.retrieval import ingest_knowledge
     from medrag.assistant import Assistant
     from medrag.generate.decision import DEFAULT_MODEL
     from training.decision import train_decision
 
-    questions = args.questions or (args.data_dir or args.config.data_dir) / "pubmed" / "pubmedqa_pqal_dev.json"
+    questions = args.questions or [(args.data_dir or args.config.data_dir) / "pubmed" / "pubmedqa_pqal_dev.json"]
     out = args.out or DEFAULT_MODEL
     with Assistant.local(args.config) as assistant:
+        # The abstracts the questions are about, so the pipeline retrieves them as it would for a user.
+        ingest_knowledge(args.config, assistant.store, args.tenant, None, None, pubmed_paths=questions,
+                         text_encoder=assistant.text_encoder, joint_encoder=None, progress=not args.no_progress)
         card = train_decision(assistant, questions, out, tenant=args.tenant, seed=args.seed,
-                              progress=not args.no_progress)
-    metrics, test = card["cross_validation"]["metrics"], card["test"]
-    print(f"split {card['split']['name']}, train + validation: cross-validated accuracy {metrics['accuracy']:.3f}, "
-          f"macro-F1 {metrics['macro_f1']:.3f} (majority baseline {card['majority_baseline_accuracy']:.3f})")
+                              conclusions=not args.no_conclusions, progress=not args.no_progress)
+    cross, test = card["cross_validation"], card["test"]
+    low, high = cross["accuracy_ci95"]
+    print(f"reader: {card['reader']}; split {card['split']['name']}, train + validation: cross-validated accuracy "
+          f"{cross['metrics']['accuracy']:.3f} (95% CI {low:.3f}-{high:.3f}), "
+          f"macro-F1 {cross['metrics']['macro_f1']:.3f}, ECE {cross['ece']:.3f} ({cross['selected']}); "
+          f"majority baseline {card['majority_baseline_accuracy']:.3f}, "
+          f"zero-shot reader {card['zero_shot_reader']['accuracy']:.3f}")
     print(f"held-out test ({test['metrics']['queries']} questions): accuracy {test['metrics']['accuracy']:.3f} "
           f"(95% CI {test['accuracy_ci95'][0]:.3f}-{test['accuracy_ci95'][1]:.3f}), macro-F1 "
           f"{test['metrics']['macro_f1']:.3f}; always {test['majority_label']!r}: {test['majority_accuracy']:.3f}")
-    print(f"model, card and confusion matrices in {out}")
+    abstain = card["abstention"]
+    if abstain["threshold"] is None:
+        print(f"no confidence reaches accuracy {abstain['target_accuracy']:.2f}: the decider never abstains")
+    else:
+        print(f"abstains below confidence {abstain['threshold']:.2f}: accuracy {abstain['accuracy']:.3f} on "
+              f"{abstain['coverage']:.0%} of questions (cross-validated)")
+    print(f"model, card and figures in {out}")
     return 0
 
 
@@ -246,6 +260,22 @@ def _eval_answers(args: argparse.Namespace) -> int:
     with Assistant.local(args.config) as assistant:
         report = evaluate_answers(assistant, args.questions, tenant=args.tenant, generate=args.generate,
                                   out_dir=args.out, progress=not args.no_progress)
+    print(render_markdown(report))
+    return 0
+
+
+def _eval_support(args: argparse.Namespace) -> int:
+    from evaluation.support import evaluate_support, render_markdown
+    from medrag.encode.text import TextEncoder
+    from medrag.generate.grounding import CosineSupport, ReaderSupport
+    from medrag.generate.reader import load_language_model
+
+    encode = TextEncoder(args.config.text_model).encode
+    settings = args.config.answer
+    reader = load_language_model(args.config.generator_model, args.config.cache_dir)
+    judges = [ReaderSupport(reader, encode, settings.min_entailment), CosineSupport(encode, settings.min_support)]
+    report = evaluate_support(judges, encode, args.questions, count=args.count, seed=args.seed, out_dir=args.out,
+                              progress=not args.no_progress)
     print(render_markdown(report))
     return 0
 
@@ -444,7 +474,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     decision = _training_command(train, "decision", "the yes/no/maybe model on PubMedQA questions searched in --tenant "
                                  "(ingest them first: `medrag eval retrieval` or `medrag ingest pubmed`)")
-    decision.add_argument("--questions", type=Path, help="PubMedQA-format JSON (default: the shared dev set)")
+    decision.add_argument("--questions", type=Path, nargs="+",
+                          help="PubMedQA-format JSON files (default: the shared dev set); any labelled set")
+    decision.add_argument("--no-conclusions", action="store_true",
+                          help="do not add the authors' conclusions as extra training rows")
     decision.add_argument("--tenant", default="eval", help="tenant holding the abstracts (default eval)")
     decision.add_argument("--no-progress", action="store_true", help="no progress bar")
     decision.set_defaults(run=_train_decision)
@@ -501,6 +534,16 @@ def build_parser() -> argparse.ArgumentParser:
     eval_ablate.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     eval_ablate.add_argument("--out", type=Path, help="folder for the table and the bar chart")
     eval_ablate.set_defaults(run=_eval_ablate)
+
+    eval_support = evaluate.add_parser(
+        "support", help="precision and recall of the grounding check (reader and cosine) on real evidence sentences "
+        "and their negated, reversed and number-changed variants")
+    eval_support.add_argument("questions", type=Path, help="any PubMedQA-format JSON (its abstracts give sentences)")
+    eval_support.add_argument("--count", type=int, default=100, help="evidence sentences, one per abstract")
+    eval_support.add_argument("--seed", type=int, default=0)
+    eval_support.add_argument("--out", type=Path, help="folder for support.json and support.md")
+    eval_support.add_argument("--no-progress", action="store_true", help="no progress bars")
+    eval_support.set_defaults(run=_eval_support)
 
     eval_answers = evaluate.add_parser(
         "answers", help="yes/no/maybe accuracy and macro-F1 (extractive vs generative), citation precision, "

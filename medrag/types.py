@@ -256,11 +256,18 @@ class Decision:
     decider: str
     reliability: str
     """What is measured about the decider, shown beside the decision so nobody reads more into it."""
+    abstained: bool = False
+    """The confidence is below the decider's measured threshold: the evidence does not settle the question."""
+
+    @property
+    def headline(self) -> str:
+        """``yes`` / ``no`` / ``maybe``, or ``undecided (leans yes)`` when the decider abstained."""
+        return f"undecided (leans {self.label})" if self.abstained else self.label
 
     def to_dict(self) -> dict[str, Any]:
         return {"label": self.label, "confidence": round(self.confidence, 4),
                 "probabilities": {label: round(p, 4) for label, p in self.probabilities.items()},
-                "decider": self.decider, "reliability": self.reliability}
+                "decider": self.decider, "reliability": self.reliability, "abstained": self.abstained}
 
 
 INSUFFICIENT = "Insufficient evidence: the retrieved sources do not answer this question."

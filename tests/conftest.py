@@ -117,6 +117,14 @@ def fill_demo_knowledge(config, store, text_encoder, joint_encoder, pubmedqa, tm
 
 
 @pytest.fixture(scope="session")
+def reader(config):
+    """The default reader (packaged Qwen2.5-Coder-1.5B-Instruct through llama.cpp), loaded once: 1.9 GB."""
+    from medrag.generate.reader import load_language_model
+
+    return load_language_model(None, config.cache_dir)
+
+
+@pytest.fixture(scope="session")
 def assistant(config, store, text_encoder, joint_encoder):
     """One Assistant over the session's store and models (the real router, fusion and answer writer)."""
     from medrag.assistant import Assistant

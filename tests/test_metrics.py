@@ -1,11 +1,11 @@
-"""Shared metrics: the patient-grouped bootstrap of AUCs."""
+"""Shared metrics: the patient-grouped bootstrap of AUCs, calibration and selective accuracy."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from medrag.metrics import grouped_auc_interval, peak_ratio
+from medrag.metrics import expected_calibration_error, grouped_auc_interval, peak_ratio, selective_accuracy
 
 
 def test_a_perfect_score_has_a_degenerate_interval_and_a_paired_gain_over_chance():
@@ -38,3 +38,19 @@ def test_peak_ratio_is_one_for_a_flat_map():
     peak = np.ones((7, 7))
     peak[0, 0] = 50  # the hottest cell holds 50 / 98 of the mass: 49 * 50 / 98 = 25 times a flat map's weight
     assert peak_ratio(peak) == pytest.approx(25.0)
+
+
+@pytest.mark.unit
+def test_expected_calibration_error_against_hand_computed_values():
+    # Two bins used: (0.2, 0.3] holds 0.25 x2 with one right (gap 0.25); (0.9, 1.0] holds 0.95 x2, both right (0.05).
+    assert expected_calibration_error([0.25, 0.25, 0.95, 0.95], [True, False, True, True]) == pytest.approx(
+        0.5 * 0.25 + 0.5 * 0.05)
+    assert expected_calibration_error([0.8] * 10, [True] * 8 + [False] * 2) == pytest.approx(0.0)
+    assert expected_calibration_error([1.0, 0.0], [False, True]) == pytest.approx(1.0)
+
+
+@pytest.mark.unit
+def test_selective_accuracy_keeps_predictions_at_or_above_each_threshold():
+    rows = selective_accuracy([0.9, 0.7, 0.5], [True, False, True], [0.5, 0.7, 0.95])
+    assert [row["coverage"] for row in rows] == pytest.approx([1.0, 2 / 3, 0.0])
+    assert rows[0]["accuracy"] == pytest.approx(2 / 3) and rows[1]["accuracy"] == 0.5 and np.isnan(rows[2]["accuracy"])

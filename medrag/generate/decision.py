@@ -1,8 +1,11 @@
-"""Yes / no / maybe decisions for PubMedQA-style questions, with a confidence.
+"""Yes / no / maybe for PubMedQA-style questions: the reader reads the evidence, a calibrated classifier decides.
 
-Two deciders: ``DecisionModel``, a logistic regression trained on PubMedQA (``medrag train decision``) over
-the question, the evidence sentences and their negation / hedge / significance cues; and the language
-model's own probabilities of "yes", "no" and "maybe" after the evidence prompt (generative mode).
+The reader (the answer's language model) sees the question and the fusion-selected evidence sentences once and
+gives the log-probabilities of "Yes", "No" and "Maybe" as its next word. Those raw scores are biased (a model
+prefers "Yes" whatever it reads), so ``DecisionModel``, a multinomial logistic regression trained on PubMedQA
+(``medrag train decision``), maps them to calibrated probabilities, and abstains below the confidence at which
+its cross-validated accuracy reaches the target written in its card. It is tied to the reader it was trained
+on: with another reader the decision is the reader's zero-shot probabilities, marked as not measured.
 Saved with skops (no pickle), like the router's intent model.
 """
 
@@ -19,28 +22,17 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from medrag.generate.evidence import EvidenceSentence
+from medrag.generate.lm import LanguageModel
+from medrag.generate.prompt import build_prompt
 from medrag.sklearn_io import load_model, save_model
 from medrag.types import Decision
 
 LABELS = ("yes", "no", "maybe")
+OPTIONS = ("Yes", "No", "Maybe")
+"""How the reader would write each label as the first word of its answer."""
 DEFAULT_MODEL = Path(__file__).parent / "weights" / "decision-pubmedqa"
 MODEL_FILE, CARD_FILE = "decision.skops", "card.json"
 _WH = re.compile(r"^\W*(what|which|how|why|when|where|who|whom|whose)\b", re.IGNORECASE)
-# Cue word lists, ours: PubMedQA answers turn on whether the results report an effect, no effect, or
-# hedge; no maintained library scores that for abstracts (medspacy's ConText marks negated entities).
-_CUES = {
-    "negated": re.compile(r"\b(no|not|neither|nor|without|failed to|did not|does not|was not|were not|"
-                          r"no significant|not significant(ly)?|similar|comparable|unchanged)\b", re.I),
-    "no_difference": re.compile(r"\b(no (significant|statistical(ly)?)? ?(difference|association|effect|"
-                                r"correlation|change)|did not differ|not (significantly )?(different|associated))",
-                                re.I),
-    "hedged": re.compile(r"\b(may|might|could|possibl[ey]|unclear|uncertain|suggest\w*|further (studies|research)|"
-                         r"warrant\w*|limited|inconclusive)\b", re.I),
-    "significant": re.compile(r"\b(significant(ly)?|associated with|increase[sd]?|decrease[sd]?|improve[sd]?|"
-                              r"reduce[sd]?|higher|lower|predict\w*|effective)\b", re.I),
-    "p_small": re.compile(r"\bp\s*[<=]\s*0?\.0[0-4]\d*", re.I),
-    "p_large": re.compile(r"\bp\s*[>=]\s*0?\.(0[5-9]|[1-9])\d*|\bp\s*=\s*(ns|n\.s\.)", re.I),
-}
 
 
 def is_yes_no_question(question: str) -> bool:
@@ -52,26 +44,33 @@ def is_yes_no_question(question: str) -> bool:
     return not _WH.match(last)
 
 
-def decision_from(probabilities: Sequence[float], decider: str, reliability: str) -> Decision:
+def decision_from(probabilities: Sequence[float], decider: str, reliability: str,
+                  abstain_below: float | None = None) -> Decision:
     total = float(sum(probabilities))
     values = {label: float(p) / total for label, p in zip(LABELS, probabilities, strict=True)}
     label = max(values, key=values.__getitem__)
-    return Decision(label, values[label], values, decider, reliability)
+    abstained = abstain_below is not None and values[label] < abstain_below
+    return Decision(label, values[label], values, decider, reliability, abstained)
 
 
-def decision_features(question_vector: np.ndarray, evidence: Sequence[EvidenceSentence]) -> np.ndarray:
-    """One row: the question, the relevance-weighted evidence, their product, and the cue rates of the evidence."""
+def decision_prompt(model: LanguageModel, question: str, evidence: Sequence[EvidenceSentence]) -> str:
+    """The question and the evidence, asking for one word (sentences that address an AI model are left out:
+    they are data, not evidence)."""
     usable = [sentence for sentence in evidence if not sentence.addresses_model]
-    if usable:
-        weights = np.exp(np.array([sentence.relevance for sentence in usable]) * 10)
-        weights /= weights.sum()
-        mean = (weights[:, None] * np.stack([sentence.vector for sentence in usable])).sum(0)
-        cues = [sum(w * bool(pattern.search(s.text)) for w, s in zip(weights, usable, strict=True))
-                for pattern in _CUES.values()]
-        best = max(sentence.relevance for sentence in usable)
-    else:
-        mean, cues, best = np.zeros_like(question_vector), [0.0] * len(_CUES), 0.0
-    return np.concatenate([question_vector, mean, question_vector * mean, cues, [best]]).astype(np.float32)
+    return build_prompt(model, question, "", usable, 1, decide=True)[0]
+
+
+def reader_scores(model: LanguageModel, question: str, evidence: Sequence[EvidenceSentence]) -> np.ndarray:
+    """The reader's log-probabilities of Yes / No / Maybe after one pass over the question and the evidence."""
+    return np.array(model.option_log_probabilities(decision_prompt(model, question, evidence), OPTIONS))
+
+
+def reader_features(scores: np.ndarray) -> np.ndarray:
+    """The raw log-probabilities (how sure the reader is that it answers at all) beside the log-probabilities
+    renormalised over the three options (which one it prefers)."""
+    scores = np.atleast_2d(scores)
+    relative = scores - np.logaddexp.reduce(scores, axis=1, keepdims=True)
+    return np.concatenate([scores, relative], axis=1)
 
 
 class DecisionModel:
@@ -80,33 +79,49 @@ class DecisionModel:
         self.card = card
 
     @classmethod
-    def fit(cls, features: np.ndarray, labels: Sequence[str], card: dict[str, Any], c: float = 0.05) -> DecisionModel:
+    def fit(cls, scores: np.ndarray, labels: Sequence[str], card: dict[str, Any], c: float = 1.0) -> DecisionModel:
         pipeline = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000))
-        pipeline.fit(features, list(labels))
+        pipeline.fit(reader_features(scores), list(labels))
         return cls(pipeline, {**card, "C": c})
 
-    def __call__(self, features: np.ndarray) -> Decision:
-        probabilities = self.pipeline.predict_proba(features[None])[0]
-        by_label = dict(zip(self.pipeline.classes_, probabilities, strict=True))
-        return decision_from([by_label.get(label, 0.0) for label in LABELS], self.name, self.reliability)
+    def probabilities(self, scores: np.ndarray) -> np.ndarray:
+        """Rows of P(yes), P(no), P(maybe) for rows of reader scores."""
+        columns = [list(self.pipeline.classes_).index(label) for label in LABELS]
+        return self.pipeline.predict_proba(reader_features(scores))[:, columns]
+
+    def __call__(self, scores: np.ndarray) -> Decision:
+        return decision_from(self.probabilities(scores)[0], self.name, self.reliability, self.abstain_below)
+
+    def fits(self, reader: str) -> bool:
+        """Whether this model was trained on the scores of ``reader`` (a model's ``name``)."""
+        return self.card.get("reader") == reader
+
+    @property
+    def abstain_below(self) -> float | None:
+        return self.card.get("abstention", {}).get("threshold")
 
     @property
     def reliability(self) -> str:
         """The card's cross-validated accuracy beside the majority-class baseline."""
-        cross_validated = self.card.get("cross_validation", {}).get("metrics", {})
-        if "accuracy" not in cross_validated:
+        measured = self.card.get("cross_validation", {}).get("metrics", {})
+        if "accuracy" not in measured:
             return "not measured"
-        return (f"cross-validated accuracy {cross_validated['accuracy']:.3f} on {self.card.get('trained_on', '?')}, "
+        text = (f"cross-validated accuracy {measured['accuracy']:.3f} on {self.card.get('trained_on', '?')}, "
                 f"against {self.card['majority_baseline_accuracy']:.3f} for always answering the majority class")
+        abstention = self.card.get("abstention", {})
+        if abstention.get("threshold") is not None:
+            text += (f"; below confidence {abstention['threshold']:.2f} it abstains (above it: accuracy "
+                     f"{abstention['accuracy']:.3f} on {abstention['coverage']:.0%} of questions)")
+        return text
 
     @property
     def name(self) -> str:
-        return f"{self.card.get('name', 'decision')} (logistic regression)"
+        return f"{self.card.get('name', 'decision')} (logistic regression over the reader's yes / no / maybe scores)"
 
     def save(self, folder: Path) -> None:
         save_model(self.pipeline, self.card, folder, MODEL_FILE, CARD_FILE)
 
     @classmethod
     def load(cls, folder: Path | None = None) -> DecisionModel:
-        fix = "train one with `medrag train decision QUESTIONS.json`"
+        fix = "train one with `medrag train decision`"
         return cls(*load_model(folder or DEFAULT_MODEL, MODEL_FILE, CARD_FILE, fix))

@@ -1,9 +1,17 @@
 """Grounding check: every sentence of an answer must be supported by an evidence sentence it cites.
 
-Support is the cosine between the claim and the cited sentence in the text encoder's space, and every
-number in the claim (doses, percentages, p-values) must appear in that sentence: a changed number is the
-classic way a fluent answer goes wrong. Calibration on PubMedQA dev (the authors' conclusion against the
-best sentence of its own abstract vs. of other abstracts: medians 0.70 vs 0.52) puts the line at 0.6.
+Two judges of support, one rule they share. The rule: every number in the claim (doses, percentages, p-values)
+must appear in the cited sentence, since a changed number is the classic way a fluent answer goes wrong, and a
+sentence that speaks to an AI model never supports anything. The judges:
+
+- ``ReaderSupport`` (the default): the reader is asked whether the sentence supports the claim and answers Yes or
+  No; support is its probability of Yes. It reads the words, so a negated or reversed claim fails. No NLI or
+  cross-encoder weights ship in any package, so the answer's own language model is the entailment model.
+- ``CosineSupport``: the cosine between claim and sentence in the text encoder's space (0.6 from issue 7's
+  calibration: restatements above, unrelated sentences below). Fast, but blind to "not" and to direction.
+
+``medrag eval support`` measures both on real evidence sentences and their negated, reversed and
+number-changed variants.
 """
 
 from __future__ import annotations
@@ -11,15 +19,25 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import numpy as np
 
 from medrag.config import AnswerConfig
 from medrag.generate.evidence import EvidenceSentence
+from medrag.generate.lm import LanguageModel
 from medrag.text.sentences import split_sentences
 from medrag.types import Claim
 
 MIN_SUPPORT = AnswerConfig().min_support
+MIN_ENTAILMENT = AnswerConfig().min_entailment
+SHORTLIST = 2
+"""Evidence sentences the reader judges for a claim that cites none: the closest by cosine."""
+ENTAILMENT_SYSTEM = (
+    "You check citations in medical answers. Given one evidence sentence and one claim, answer Yes only if the "
+    "evidence sentence states the claim or directly implies it. Answer No if the evidence does not mention it, "
+    "says the opposite (a negation, or an effect in the other direction), or gives other numbers."
+)
 _CITATION = re.compile(r"\[\s*(\d+(?:\s*[,;\u2013-]\s*\d+)*)\s*\]")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _INSUFFICIENT = re.compile(
@@ -71,18 +89,71 @@ def _expand(group: str) -> list[str]:
     return numbers
 
 
-def support(claim: str, claim_vector: np.ndarray, sentence: EvidenceSentence) -> float:
-    """How well ``sentence`` supports ``claim``: their cosine, or 0 when the claim has a number the sentence
-    lacks, or when the sentence speaks to the model instead of being evidence."""
-    if sentence.addresses_model:
-        return 0.0
-    if not set(_NUMBER.findall(claim)) <= set(_NUMBER.findall(sentence.text)):
-        return 0.0
-    return float(claim_vector @ sentence.vector)
+def numbers_match(claim: str, sentence: EvidenceSentence) -> bool:
+    """Every number of the claim appears in the sentence, and the sentence is evidence, not an instruction."""
+    return not sentence.addresses_model and set(_NUMBER.findall(claim)) <= set(_NUMBER.findall(sentence.text))
 
 
-def check(text: str, evidence: Sequence[EvidenceSentence], encode: Callable[[Sequence[str]], np.ndarray],
-          min_support: float = MIN_SUPPORT) -> Grounding:
+class SupportJudge(Protocol):
+    name: str
+    threshold: float
+    """Scores at or above it support."""
+
+    def scores(self, claim: str, sentences: Sequence[EvidenceSentence]) -> list[float]:
+        """How well each sentence supports the claim (0 when the shared rule fails)."""
+        ...
+
+    def shortlist(self, claim: str, evidence: Sequence[EvidenceSentence]) -> list[EvidenceSentence]:
+        """The sentences worth judging for a claim that cites none."""
+        ...
+
+
+class CosineSupport:
+    """Support is the claim-sentence cosine in the text encoder's space."""
+
+    name = "cosine"
+
+    def __init__(self, encode: Callable[[Sequence[str]], np.ndarray], threshold: float = MIN_SUPPORT) -> None:
+        self.encode = encode
+        self.threshold = threshold
+
+    def scores(self, claim: str, sentences: Sequence[EvidenceSentence]) -> list[float]:
+        vector = self.encode([claim])[0]
+        return [float(vector @ s.vector) if numbers_match(claim, s) else 0.0 for s in sentences]
+
+    def shortlist(self, claim: str, evidence: Sequence[EvidenceSentence]) -> list[EvidenceSentence]:
+        return list(evidence)
+
+
+class ReaderSupport:
+    """Support is the reader's probability of "Yes" to "does this sentence support the claim?"."""
+
+    name = "reader entailment"
+
+    def __init__(self, model: LanguageModel, encode: Callable[[Sequence[str]], np.ndarray],
+                 threshold: float = MIN_ENTAILMENT) -> None:
+        self.model = model
+        self.encode = encode
+        self.threshold = threshold
+
+    def prompt(self, claim: str, sentence: str) -> str:
+        # The sentence comes first: claims citing the same sentence share the evaluated prefix.
+        clean = self.model.sanitize
+        return self.model.prompt(ENTAILMENT_SYSTEM, f"Evidence: {clean(sentence)}\nClaim: {clean(claim)}\n"
+                                                    "Does the evidence support the claim? Answer Yes or No.")
+
+    def scores(self, claim: str, sentences: Sequence[EvidenceSentence]) -> list[float]:
+        return [self.model.option_probabilities(self.prompt(claim, s.text), ["Yes", "No"])[0]
+                if numbers_match(claim, s) else 0.0 for s in sentences]
+
+    def shortlist(self, claim: str, evidence: Sequence[EvidenceSentence]) -> list[EvidenceSentence]:
+        if not evidence:
+            return []
+        closeness = np.stack([s.vector for s in evidence]) @ self.encode([claim])[0]
+        return [evidence[i] for i in np.argsort(-closeness)[:SHORTLIST]]
+
+
+def check(text: str, evidence: Sequence[EvidenceSentence], judge: SupportJudge) -> Grounding:
     """Keep the sentences of ``text`` that evidence supports; an uncited supported sentence gets the citation of
     its best-supporting evidence sentence (noted), an unsupported one is dropped."""
     by_number = {sentence.number: sentence for sentence in evidence}
@@ -90,22 +161,24 @@ def check(text: str, evidence: Sequence[EvidenceSentence], encode: Callable[[Seq
     insufficient = any(_INSUFFICIENT.search(claim) for claim, _ in parsed)
     parsed = [(claim, cited) for claim, cited in parsed
               if not _INSUFFICIENT.search(claim) and not _BARE_DECISION.match(claim)]
-    vectors = encode([claim for claim, _ in parsed]) if parsed else np.zeros((0, 0))
     kept: list[Claim] = []
     dropped: list[Claim] = []
     citations = supported_citations = supported_as_written = 0
-    for (claim, cited), vector in zip(parsed, vectors, strict=True):
-        scores = {n: support(claim, vector, by_number[n]) if n in by_number else 0.0 for n in dict.fromkeys(cited)}
-        good = [n for n, score in scores.items() if score >= min_support]
+    for claim, cited in parsed:
+        known = [n for n in dict.fromkeys(cited) if n in by_number]
+        scores = dict.fromkeys(cited, 0.0) | dict(zip(known, judge.scores(claim, [by_number[n] for n in known]),
+                                                      strict=True))
+        good = [n for n, score in scores.items() if score >= judge.threshold]
         citations += len(scores)
         supported_citations += len(good)
         supported_as_written += bool(good)
         if good:
             kept.append(Claim(claim, good, max(scores[n] for n in good), True))
             continue
-        overall = {s.number: support(claim, vector, s) for s in evidence}
+        candidates = judge.shortlist(claim, evidence)
+        overall = dict(zip((s.number for s in candidates), judge.scores(claim, candidates), strict=True))
         best = max(overall, key=overall.__getitem__, default=None)
-        if best is not None and overall[best] >= min_support:
+        if best is not None and overall[best] >= judge.threshold:
             kept.append(Claim(claim, [best], overall[best], True, note=f"citation [{best}] added by the check"))
         else:
             reason = "no citation" if not scores else "the cited evidence does not support it"

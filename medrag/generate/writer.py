@@ -16,11 +16,12 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from medrag.config import Config
-from medrag.generate.decision import DecisionModel, decision_features, decision_from, is_yes_no_question
+from medrag.generate.decision import DecisionModel, decision_from, is_yes_no_question, reader_scores
 from medrag.generate.evidence import Encode, EvidenceSentence, gather_evidence
-from medrag.generate.grounding import Grounding, check
-from medrag.generate.lm import GenerationSettings, LanguageModel
+from medrag.generate.grounding import CosineSupport, Grounding, ReaderSupport, SupportJudge, check
+from medrag.generate.lm import GenerationSettings, LanguageModel, renormalised
 from medrag.generate.prompt import build_prompt
+from medrag.generate.reader import load_language_model
 from medrag.sources import citation_label
 from medrag.types import INSUFFICIENT, Answer, Citation, Claim, Decision, SearchResult
 
@@ -51,11 +52,10 @@ class Drafted:
 
 
 class AnswerStrategy(Protocol):
-    def write(self, task: AnswerTask) -> Drafted: ...
+    """How an answer is written. The yes / no / maybe decision is not the strategy's: the writer's decider reads
+    the same evidence whichever strategy writes."""
 
-    def decide(self, task: AnswerTask, models: dict[str, str]) -> Decision | None:
-        """Yes / no / maybe for a yes/no question, or None; records the decider in ``models``."""
-        ...
+    def write(self, task: AnswerTask) -> Drafted: ...
 
 
 StrategyFactory = Callable[["AnswerWriter"], AnswerStrategy]
@@ -107,7 +107,7 @@ def extractive_claims(relevant: Sequence[EvidenceSentence], most: int = 3, near_
 
 
 class Extractive:
-    """Quote the best distinct evidence sentences; the trained decision model answers yes/no questions."""
+    """Quote the best distinct evidence sentences."""
 
     generator = "extractive (quoted evidence sentences)"
 
@@ -120,17 +120,9 @@ class Extractive:
                                    settings.extractive_sentences, settings.near_duplicate)
         return Drafted(Grounding(claims, [], not claims, *[len(claims)] * 4), self.generator)
 
-    def decide(self, task: AnswerTask, models: dict[str, str]) -> Decision | None:
-        decider = self.writer.decision_model
-        if decider is None:
-            return None
-        models["decision"] = decider.name
-        return decider(decision_features(self.writer.encode([task.question])[0], task.evidence))
-
 
 class Generative:
-    """The language model writes from the numbered evidence; the grounding check keeps what is supported. Its
-    own probabilities of yes / no / maybe decide."""
+    """The language model writes from the numbered evidence; the grounding check keeps what is supported."""
 
     def __init__(self, writer: AnswerWriter) -> None:
         self.writer = writer
@@ -142,16 +134,9 @@ class Generative:
         generated = model.generate(prompt, settings, on_token=task.on_token)
         task.timings["generate"] = generated.seconds * 1000
         stamp = time.perf_counter()
-        grounding = check(generated.text, shown, self.writer.encode, self.writer.config.answer.min_support)
+        grounding = check(generated.text, shown, self.writer.support_judge)
         task.timings["ground"] = (time.perf_counter() - stamp) * 1000
         return Drafted(grounding, model.name, generated.tokens)
-
-    def decide(self, task: AnswerTask, models: dict[str, str]) -> Decision | None:
-        model = self.writer.language_model
-        prompt, _ = build_prompt(model, task.question, "", task.relevant, 1, decide=True)
-        models["decision"] = f"{model.name} (probabilities of yes / no / maybe)"
-        return decision_from(model.option_probabilities(prompt, ["Yes", "No", "Maybe"]), models["decision"],
-                             "zero-shot; measure it with `medrag eval answers`")
 
 
 register_strategy("extractive", Extractive)
@@ -173,7 +158,18 @@ class AnswerWriter:
 
     @functools.cached_property
     def language_model(self) -> LanguageModel:
-        return LanguageModel.load(self.config.generator_model, self.config.cache_dir)
+        return load_language_model(self.config.generator_model, self.config.cache_dir)
+
+    @functools.cached_property
+    def support_judge(self) -> SupportJudge:
+        """The grounding check's judge of support (``answer.support_check``)."""
+        settings = self.config.answer
+        if settings.support_check == "reader":
+            return ReaderSupport(self.language_model, self.encode, settings.min_entailment)
+        if settings.support_check == "cosine":
+            return CosineSupport(self.encode, settings.min_support)
+        raise ValueError(f"answer.support_check is {settings.support_check!r}; set it to 'reader' or 'cosine' "
+                         "(MEDRAG_ANSWER_SUPPORT_CHECK)")
 
     @functools.cached_property
     def decision_model(self) -> DecisionModel | None:
@@ -221,7 +217,7 @@ class AnswerWriter:
             drafted = Drafted(Grounding([], [], True, 0, 0, 0, 0), "none: no evidence relevant enough to write from")
         models = {"generator": drafted.generator}
         stamp = time.perf_counter()
-        decision = self.decide(query.question, mode, evidence, relevant, models) if drafted.grounding.claims else None
+        decision = self.decide(query.question, evidence, models) if drafted.grounding.claims else None
         timings["decide"] = (time.perf_counter() - stamp) * 1000
         answer = _assemble(drafted.grounding, evidence, mode, decision, result, models, warnings)
         timings["answer"] = (time.perf_counter() - started) * 1000 - sum(timings.values())
@@ -230,14 +226,22 @@ class AnswerWriter:
         return answer
 
 
-    def decide(self, question: str, mode: str, evidence: Sequence[EvidenceSentence],
-               relevant: Sequence[EvidenceSentence], models: dict[str, str]) -> Decision | None:
-        """Yes / no / maybe from the ``mode`` strategy for a yes/no question (None for any other question); the
-        decider is recorded in ``models``."""
+    def decide(self, question: str, evidence: Sequence[EvidenceSentence], models: dict[str, str]) -> Decision | None:
+        """Yes / no / maybe for a yes/no question (None for any other question): the reader's scores through the
+        trained decision model when it was trained on this reader, else the reader's own probabilities, marked
+        as not measured. The decider is recorded in ``models``."""
         if not question or not is_yes_no_question(question):
             return None
-        task = AnswerTask(question, "", list(evidence), list(relevant), None, {})
-        return self.strategy(mode).decide(task, models)
+        reader = self.language_model
+        scores = reader_scores(reader, question, evidence)
+        decider = self.decision_model
+        if decider is not None and decider.fits(reader.name):
+            models["decision"] = decider.name
+            return decider(scores)
+        models["decision"] = f"{reader.name} (zero-shot probabilities of yes / no / maybe)"
+        reliability = ("not measured: the decision model was trained on another reader's scores; run "
+                       "`medrag train decision`" if decider else "not measured; train one with `medrag train decision`")
+        return decision_from(renormalised(scores), models["decision"], reliability)
 
 
 def _assemble(grounding: Grounding, evidence: Sequence[EvidenceSentence], mode: str, decision: Decision | None,

@@ -1,4 +1,4 @@
-"""The yes/no/maybe model trained through the real pipeline on real PubMedQA questions."""
+"""The yes/no/maybe decider: the reader's scores on real PubMedQA questions searched through the real pipeline."""
 
 from __future__ import annotations
 
@@ -9,22 +9,25 @@ import pytest
 
 from medrag.datasets.pubmedqa import read_pubmedqa
 from medrag.datasets.splits import DEFAULT_SPLIT
-from medrag.generate.decision import LABELS, DecisionModel, decision_features
-from training.decision import train_decision
+from medrag.generate.decision import LABELS, DecisionModel, reader_features, reader_scores
+from training.decision import ScoreCache, abstention, train_decision
 
 
 def test_training_fits_on_the_splits_train_part_and_scores_its_test_part(assistant, knowledge, pubmedqa, tmp_path):
     questions = tmp_path / "qa.json"
-    questions.write_text(json.dumps(dict(list(pubmedqa.items())[:40])))  # the abstracts in the knowledge tenant
+    questions.write_text(json.dumps(dict(list(pubmedqa.items())[:24])))  # the abstracts in the knowledge tenant
     out = tmp_path / "decision"
     card = train_decision(assistant, questions, out, tenant=knowledge, folds=2, progress=False)
     train, validation, test = DEFAULT_SPLIT.divide(read_pubmedqa(questions))
     labels = [record.final_decision for record in train + validation]
     majority = max(LABELS, key=labels.count)
     assert card["split"] == DEFAULT_SPLIT.describe(train + validation + test)
+    assert card["reader"] == assistant.writer.language_model.name
     assert card["majority_baseline_accuracy"] == labels.count(majority) / len(labels)
-    metrics = card["cross_validation"]["metrics"]
-    assert 0 <= metrics["accuracy"] <= 1 and np.sum(metrics["confusion_matrix"]) == len(labels)
+    cross = card["cross_validation"]
+    assert 0 <= cross["metrics"]["accuracy"] <= 1 and np.sum(cross["metrics"]["confusion_matrix"]) == len(labels)
+    assert set(cross["candidates"]) >= {"C=1.0", "C=1.0 + conclusions"}
+    assert cross["selected"] in cross["candidates"] and 0 <= cross["ece"] <= 1
     held_out = card["test"]
     test_labels = [record.final_decision for record in test]
     assert held_out["metrics"]["queries"] == len(test) and np.sum(held_out["metrics"]["confusion_matrix"]) == len(test)
@@ -32,13 +35,36 @@ def test_training_fits_on_the_splits_train_part_and_scores_its_test_part(assista
     assert held_out["majority_accuracy"] == test_labels.count(majority) / len(test)
     low, high = held_out["accuracy_ci95"]
     assert low <= held_out["metrics"]["accuracy"] <= high
-    assert (out / "confusion_matrix.png").stat().st_size > 0 and (out / "test_confusion_matrix.png").is_file()
+    for figure in ("confusion_matrix.png", "test_confusion_matrix.png", "reliability.png", "abstention.png"):
+        assert (out / figure).stat().st_size > 0
+    cache = ScoreCache(assistant.config.cache_dir, assistant.writer.language_model)
+    assert len(cache.scores) >= len(train + validation + test), "every prompt scored once, kept for the next run"
+
     model = DecisionModel.load(out)
+    assert model.fits(assistant.writer.language_model.name) and not model.fits("another reader")
     result = assistant.search(question=pubmedqa[next(iter(pubmedqa))]["QUESTION"], tenant=knowledge)
     evidence, _ = assistant.writer.evidence(result)
-    decision = model(decision_features(assistant.retriever.text_vector(result.query.question), evidence))
+    decision = model(reader_scores(assistant.writer.language_model, result.query.question, evidence))
     assert decision.label in LABELS and abs(sum(decision.probabilities.values()) - 1) < 1e-6
-    assert f"{metrics['accuracy']:.3f}" in decision.reliability
+    assert f"{cross['metrics']['accuracy']:.3f}" in decision.reliability
+
+
+@pytest.mark.unit
+def test_reader_features_keep_the_raw_and_the_relative_scores():
+    features = reader_features(np.array([[-1.0, -2.0, -3.0], [-5.0, -6.0, -7.0]]))
+    assert features.shape == (2, 6)
+    np.testing.assert_allclose(features[0, 3:], features[1, 3:], err_msg="one preference at another overall level")
+    np.testing.assert_allclose(np.exp(features[:, 3:]).sum(1), 1.0)
+
+
+@pytest.mark.unit
+def test_the_abstention_threshold_is_the_lowest_that_reaches_the_target():
+    # Confident predictions are right, unsure ones wrong: the threshold falls between them.
+    probabilities = np.array([[0.9, 0.05, 0.05]] * 6 + [[0.4, 0.35, 0.25]] * 4)
+    labels = ["yes"] * 6 + ["no"] * 4
+    chosen = abstention(probabilities, labels, target=0.8)
+    assert 0.4 < chosen["threshold"] <= 0.9 and chosen["accuracy"] == 1.0 and chosen["coverage"] == 0.6
+    assert abstention(probabilities[6:], labels[6:], target=0.8)["threshold"] is None, "never right: never decided"
 
 
 @pytest.mark.unit

@@ -183,8 +183,8 @@ def _show_answer(answer: Answer, mode: str, k: int) -> None:
     if answer.decision:
         decision = answer.decision
         # a confidence is not a change: no arrow, no colour
-        st.metric("Decision", decision.label.upper(), f"confidence {decision.confidence:.2f}", delta_color="off",
-                  delta_arrow="off")
+        shown = decision.headline.capitalize() if decision.abstained else decision.label.upper()
+        st.metric("Decision", shown, f"confidence {decision.confidence:.2f}", delta_color="off", delta_arrow="off")
         st.caption(f"{md.escape(decision.decider)}. Reliability: {md.escape(decision.reliability)}")
     _image_reads(answer)
     for claim in answer.dropped:

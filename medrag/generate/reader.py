@@ -1,0 +1,35 @@
+"""The one place that loads a reader (the answer's language model) from ``generator_model``.
+
+A GGUF file (a packaged reader of ``medrag.generate.packaged``, or any ``.gguf`` path) runs through llama.cpp:
+4-bit weights as they are, the fast path on a CPU. A transformers causal-LM folder or a hub id already in the
+local Hugging Face cache runs through transformers in float32. The default is the packaged
+Qwen2.5-Coder-1.5B-Instruct.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from medrag.generate.llama import LlamaCppModel
+from medrag.generate.lm import GENERATOR_SETTING, LanguageModel, TransformersModel
+from medrag.generate.packaged import DEFAULT_READER, packaged, packaged_names
+from medrag.hf_cache import cached_snapshot, quiet_loading
+
+
+def load_language_model(source: str | Path | None, cache_dir: Path) -> LanguageModel:
+    """``None``: the default packaged reader. A packaged reader's name or a ``.gguf`` file: llama.cpp. A folder:
+    transformers. Anything else: a hub id, only from the local Hugging Face cache."""
+    source = DEFAULT_READER if source is None else source
+    if (model := packaged(str(source))) is not None:
+        with quiet_loading():
+            return LlamaCppModel(model.gguf(cache_dir), f"{model.title} (llama.cpp)")
+    path = Path(source)
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist; set {GENERATOR_SETTING} to a GGUF file, a "
+                                    f"transformers folder or one of {', '.join(packaged_names())}")
+        return LlamaCppModel(path, f"{path.name} (llama.cpp)")
+    if path.is_dir():
+        return TransformersModel.load(path, str(path))
+    folder = cached_snapshot(str(source), GENERATOR_SETTING)
+    return TransformersModel.load(folder, f"{source} (revision {folder.name[:12]} from the local Hugging Face cache)")
