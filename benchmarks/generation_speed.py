@@ -33,6 +33,7 @@ from medrag.generate.lm import GenerationSettings, LanguageModel, TransformersMo
 from medrag.generate.packaged import QWEN_CODER_1_5B, SMOLLM2_135M
 from medrag.generate.prompt import build_prompt
 from medrag.generate.reader import load_language_model
+from medrag.hf_cache import quiet_loading
 from medrag.text.sentences import split_sentences
 
 
@@ -46,14 +47,15 @@ def transformers_copy(gguf: Path, folder: Path) -> TransformersModel:
     """The GGUF dequantised to a float32 transformers folder, as medrag loaded SmolLM2 before llama.cpp."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    quantised = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    settings = quantised.config.to_dict()
-    settings.pop("quantization_config", None)  # transformers will not save a GGUF-loaded model as is
-    model = AutoModelForCausalLM.from_config(type(quantised.config).from_dict(settings), dtype=torch.float32)
-    model.load_state_dict(quantised.state_dict())
-    model.generation_config = quantised.generation_config
-    model.save_pretrained(folder)
-    AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(folder)
+    with quiet_loading():
+        quantised = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        settings = quantised.config.to_dict()
+        settings.pop("quantization_config", None)  # transformers will not save a GGUF-loaded model as is
+        model = AutoModelForCausalLM.from_config(type(quantised.config).from_dict(settings), dtype=torch.float32)
+        model.load_state_dict(quantised.state_dict())
+        model.generation_config = quantised.generation_config
+        model.save_pretrained(folder)
+        AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(folder)
     return TransformersModel.load(folder, "SmolLM2-135M-Instruct (transformers, float32)")
 
 

@@ -41,6 +41,9 @@ def test_doctor_reports_the_server_binary_and_its_version(weaviate_binary):
     assert f"{weaviate_binary.path} (version {weaviate_binary.version}, from MEDRAG_WEAVIATE_BIN)" in result.stdout
     assert "all-MiniLM-L6-v2" in result.stdout
     assert "torch                  2.14.1" in result.stdout
+    assert re.search(r"^llama-cpp-python +0\.3\.36$", result.stdout, re.MULTILINE), result.stdout
+    assert re.search(r"^generator model +Qwen2\.5-Coder-1\.5B-Instruct Q4_K_M GGUF from 22 packages, joined",
+                     result.stdout, re.MULTILINE), result.stdout
     # Before `medrag train joint` has run the joint row says so, and that alone does not fail doctor.
     assert re.search(r"^joint model +(not trained yet: run `medrag train joint`|medrag partial checkpoint .* "
                      r"\(committed\)$)", result.stdout, re.MULTILINE), result.stdout

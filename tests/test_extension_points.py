@@ -19,7 +19,7 @@ from medrag.generate.writer import AnswerTask, Drafted, register_strategy, unreg
 from medrag.rerank import Reranked, RerankRequest, register_reranker, unregister_reranker
 from medrag.sources import Field, KnowledgeSource, Prepared, register_source, unregister_source
 from medrag.text.sentences import split_sentences
-from medrag.types import Claim, Decision, Hints
+from medrag.types import Claim, Hints
 
 TEACHING = "TeachingFile"
 QUESTION = "Is there a pleural effusion or pneumothorax?"
@@ -75,9 +75,6 @@ class FirstSentence:
         best = task.relevant[0]
         return Drafted(Grounding([Claim(best.text, [best.number], 1.0, True)], [], False, 1, 1, 1, 1),
                        "first sentence (toy)")
-
-    def decide(self, task: AnswerTask, models: dict[str, str]) -> Decision | None:
-        return None
 
 
 @pytest.fixture(scope="module")

@@ -249,4 +249,59 @@ def train_decision(assistant: Assistant, questions: Path | Sequence[Path], out: 
     save_reliability_diagram(out_of_fold.max(1), correct, out / "reliability.png",
                              f"yes/no/maybe, cross-validated (ECE {model.card['cross_validation']['ece']:.3f})")
     save_abstention_curve(chosen_abstention, out / "abstention.png")
+    (out / "MODEL_CARD.md").write_text(model_card(model.card))
     return model.card
+
+
+def model_card(card: dict[str, Any]) -> str:
+    """MODEL_CARD.md from card.json, so no figure is copied by hand."""
+    cross, test, abstain = card["cross_validation"], card["test"], card["abstention"]
+    counts = ", ".join(f"{label} {count}" for label, count in card["label_counts"].items())
+    candidates = "; ".join(f"{name}: accuracy {m['accuracy']:.3f}, log loss {m['log_loss']:.3f}"
+                           for name, m in cross["candidates"].items())
+    low, high = cross["accuracy_ci95"]
+    test_low, test_high = test["accuracy_ci95"]
+    gain_low, gain_high = test["gain_over_majority_ci95"]
+    if abstain["threshold"] is None:
+        abstaining = (f"No confidence threshold reaches accuracy {abstain['target_accuracy']:.2f} on the decided "
+                      "questions, so it never abstains.")
+    else:
+        abstaining = (f"Below confidence {abstain['threshold']:.2f} it abstains (the answer says the evidence does "
+                      f"not settle it): cross-validated, the {abstain['coverage']:.0%} of questions above the "
+                      f"threshold are decided with accuracy {abstain['accuracy']:.3f} (target "
+                      f"{abstain['target_accuracy']:.2f}; `abstention.png`).")
+    return f"""# {card['name']}: yes / no / maybe for PubMedQA-style questions
+
+- **What**: a multinomial logistic regression (scikit-learn, standardised inputs, saved with skops) over the
+  reader's log-probabilities of "Yes", "No" and "Maybe" as its first word after the question and the
+  fusion-selected evidence sentences (one prompt pass), raw and renormalised over the three options.
+- **Reader**: {card['reader']}. The model is tied to it: with another reader medrag shows the reader's
+  zero-shot probabilities, marked as not measured, until `medrag train decision` is rerun.
+- **Trained on**: {card['trained_on']}; labels {counts}. Each question was searched through the real pipeline
+  (router, Weaviate hybrid search, fusion) against a store holding the abstracts; the test part is held out from
+  this model and from the fusion module that chose its evidence. `card.json` -> `split` holds the sha256 of each
+  part's PMIDs. Extra training rows: {card['conclusion_rows']} (the authors' conclusions as evidence; only ever
+  in training folds).
+- **Chosen by** {cross['folds']}-fold cross-validation grouped by PMID, by {cross['selected_by']}: {candidates}.
+  Selected: {cross['selected']}.
+- **Cross-validated** on the {cross['metrics']['queries']} training questions: accuracy
+  **{cross['metrics']['accuracy']:.3f}** (95% bootstrap interval {low:.3f}-{high:.3f}), macro-F1
+  {cross['metrics']['macro_f1']:.3f}, expected calibration error {cross['ece']:.3f} (`reliability.png`), against
+  {card['majority_baseline_accuracy']:.3f} for always answering the majority class and
+  {card['zero_shot_reader']['accuracy']:.3f} for the reader's own zero-shot answer.
+- **Held-out test** ({test['metrics']['queries']} questions, scored once): accuracy
+  **{test['metrics']['accuracy']:.3f}** ({test_low:.3f}-{test_high:.3f}), macro-F1 {test['metrics']['macro_f1']:.3f},
+  ECE {test['ece']:.3f}; always "{test['majority_label']}": {test['majority_accuracy']:.3f} (paired gain
+  {gain_low:+.3f} to {gain_high:+.3f}); the reader zero-shot: {test['zero_shot_reader_accuracy']:.3f}.
+  `confusion_matrix.png` (cross-validated), `test_confusion_matrix.png`.
+- **Abstention**: {abstaining}
+- **Anchors** (not comparable settings): BioGPT 78.2% on PubMedQA reasoning-required (fine-tuned, with context);
+  GPT-4 + MedRAG 70.6% (no context given); medrag's previous decider (sentence embeddings and cue words) 0.526
+  against 0.552 for the majority class.
+- **Limits**: "maybe" is rare ({card['label_counts'].get('maybe', 0)} training questions) and rarely predicted;
+  the reader is a 1.5B coding model quantised to 4 bits, not a biomedical one; PubMedQA questions come with their
+  own abstract in the store, which is not how a clinician's question meets the literature. Treat the decision as
+  a reading aid next to the cited sentences.
+- **Reproduce**: `medrag train decision` (about {card['seconds'] / 60:.0f} minutes on 2 cores; reader scores are
+  cached in `~/.cache/medrag/decision/`).
+"""

@@ -85,9 +85,13 @@ class DecisionModel:
         return cls(pipeline, {**card, "C": c})
 
     def probabilities(self, scores: np.ndarray) -> np.ndarray:
-        """Rows of P(yes), P(no), P(maybe) for rows of reader scores."""
-        columns = [list(self.pipeline.classes_).index(label) for label in LABELS]
-        return self.pipeline.predict_proba(reader_features(scores))[:, columns]
+        """Rows of P(yes), P(no), P(maybe) for rows of reader scores; a label the training rows never had (a
+        small fold without "maybe") gets probability 0."""
+        fitted = self.pipeline.predict_proba(reader_features(scores))
+        classes = list(self.pipeline.classes_)
+        columns = [fitted[:, classes.index(label)] if label in classes else np.zeros(len(fitted))
+                   for label in LABELS]
+        return np.stack(columns, axis=1)
 
     def __call__(self, scores: np.ndarray) -> Decision:
         return decision_from(self.probabilities(scores)[0], self.name, self.reliability, self.abstain_below)

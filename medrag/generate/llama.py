@@ -9,7 +9,9 @@ evaluated prompt kept so that questions sharing a prefix (one evidence block, ma
 
 from __future__ import annotations
 
+import atexit
 import codecs
+import functools
 import os
 import re
 import threading
@@ -25,6 +27,17 @@ DEFAULT_CONTEXT = 4096
 """Context window allocated; PubMedQA evidence and the answer need under 1,500 tokens."""
 
 
+@functools.cache
+def _close_null_files_at_exit() -> None:
+    """llama-cpp-python opens two /dev/null files at import (its loads write there) and never closes them, so
+    Python prints "ResourceWarning: unclosed file" as it exits; only a model load uses them, so closing them at
+    exit is safe."""
+    from llama_cpp import _utils
+
+    atexit.register(_utils.outnull_file.close)
+    atexit.register(_utils.errnull_file.close)
+
+
 class LlamaCppModel:
     """One GGUF model in one llama.cpp context; safe to share between threads (calls are serialised)."""
 
@@ -34,6 +47,7 @@ class LlamaCppModel:
         from llama_cpp import Llama
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
+        _close_null_files_at_exit()
         self.path = Path(path)
         self.name = name
         self._llm = Llama(model_path=str(path), n_ctx=context_tokens, n_threads=threads or os.cpu_count() or 1,

@@ -188,7 +188,7 @@ class TransformersModel:
             # The prompt runs once; an option of several tokens continues from its cache, then crops its own
             # tokens off again (a negative crop removes tokens).
             first = self.model(torch.tensor([prompt_ids]), use_cache=True, logits_to_keep=1)
-            cache = first.past_key_values
+            cache = first.cache
             for option_ids in encoded:
                 logits = first.logits[0]
                 if len(option_ids) > 1:

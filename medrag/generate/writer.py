@@ -239,7 +239,7 @@ class AnswerWriter:
             models["decision"] = decider.name
             return decider(scores)
         models["decision"] = f"{reader.name} (zero-shot probabilities of yes / no / maybe)"
-        reliability = ("not measured: the decision model was trained on another reader's scores; run "
+        reliability = ("not measured: the decision model was not trained on this reader's scores; run "
                        "`medrag train decision`" if decider else "not measured; train one with `medrag train decision`")
         return decision_from(renormalised(scores), models["decision"], reliability)
 

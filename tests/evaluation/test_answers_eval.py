@@ -19,9 +19,9 @@ def test_answer_evaluation_reports_decisions_grounding_and_refusals(assistant, k
     labels = [entry["final_decision"] for entry in subset.values()]
     majority = max(("yes", "no", "maybe"), key=labels.count)
     assert report["majority_baseline"]["accuracy"] == labels.count(majority) / len(labels)
-    for mode in ("extractive", "generative"):
-        assert sum(map(sum, report[f"{mode}_decision"]["confusion_matrix"])) == len(labels)
-        assert (tmp_path / "out" / f"{mode}_confusion.png").stat().st_size > 0
+    for decider in ("extractive", "zero_shot_reader"):
+        assert sum(map(sum, report[f"{decider}_decision"]["confusion_matrix"])) == len(labels)
+        assert (tmp_path / "out" / f"{decider}_confusion.png").stat().st_size > 0
     rates = report["insufficient_evidence_rate"]
     assert rates["as_is"] <= rates["own_abstract_removed"], "removing the answer's abstract can only hurt"
     generated = report["generative"]

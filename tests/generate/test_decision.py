@@ -37,6 +37,9 @@ def test_training_fits_on_the_splits_train_part_and_scores_its_test_part(assista
     assert low <= held_out["metrics"]["accuracy"] <= high
     for figure in ("confusion_matrix.png", "test_confusion_matrix.png", "reliability.png", "abstention.png"):
         assert (out / figure).stat().st_size > 0
+    written = (out / "MODEL_CARD.md").read_text()
+    assert f"**{cross['metrics']['accuracy']:.3f}**" in written
+    assert f"**{held_out['metrics']['accuracy']:.3f}**" in written
     cache = ScoreCache(assistant.config.cache_dir, assistant.writer.language_model)
     assert len(cache.scores) >= len(train + validation + test), "every prompt scored once, kept for the next run"
 

@@ -208,7 +208,9 @@ def test_a_generative_answer_streams_then_shows_only_checked_citations_with_card
     struck = [m.value for m in at.markdown if m.value.startswith("~~")]
     assert len(struck) == len(answer.dropped)
     if answer.decision:
-        assert any(metric.value == answer.decision.label.upper() for metric in at.metric)
+        decision = answer.decision
+        expected = decision.headline.capitalize() if decision.abstained else decision.label.upper()
+        assert any(metric.value == expected for metric in at.metric)
 
 
 def test_an_unreachable_knowledge_base_is_a_message_not_a_stack_trace(monkeypatch) -> None:
