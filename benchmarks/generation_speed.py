@@ -28,7 +28,7 @@ from tqdm import tqdm
 from medrag.config import load_config
 from medrag.datasets.pubmedqa import read_pubmedqa
 from medrag.generate.decision import OPTIONS, decision_prompt
-from medrag.generate.evidence import EvidenceSentence
+from medrag.generate.evidence import EvidenceSentence, quoted_evidence
 from medrag.generate.lm import GenerationSettings, LanguageModel, TransformersModel
 from medrag.generate.packaged import QWEN_CODER_1_5B, SMOLLM2_135M
 from medrag.generate.prompt import build_prompt
@@ -39,8 +39,7 @@ from medrag.text.sentences import split_sentences
 
 def evidence_of(record, limit: int = 8) -> list[EvidenceSentence]:
     sentences = [s for context in record.contexts for s in split_sentences(context)][:limit]
-    return [EvidenceSentence(n, "PubmedArticle", record.pmid, n - 1, text, float("nan"), np.zeros(0))
-            for n, text in enumerate(sentences, 1)]
+    return quoted_evidence("PubmedArticle", record.pmid, sentences)
 
 
 def transformers_copy(gguf: Path, folder: Path) -> TransformersModel:

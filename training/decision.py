@@ -31,7 +31,7 @@ from tqdm import tqdm
 from medrag.datasets.pubmedqa import PubMedQARecord, read_pubmedqa
 from medrag.datasets.splits import DEFAULT_SPLIT, Split
 from medrag.generate.decision import LABELS, OPTIONS, DecisionModel, decision_prompt
-from medrag.generate.evidence import EvidenceSentence
+from medrag.generate.evidence import EvidenceSentence, quoted_evidence
 from medrag.generate.lm import LanguageModel, renormalised
 from medrag.metrics import bootstrap_interval, expected_calibration_error, label_metrics, selective_accuracy
 from medrag.reporting import pyplot, save_confusion_matrix, save_figure, save_reliability_diagram
@@ -91,8 +91,7 @@ def question_scores(assistant: Assistant, records: Sequence[PubMedQARecord], cac
 
 def conclusion_evidence(record: PubMedQARecord) -> list[EvidenceSentence]:
     """The authors' conclusion as numbered evidence sentences (no vectors: the prompt needs only the text)."""
-    return [EvidenceSentence(number, "conclusion", record.pmid, number - 1, text, float("nan"), np.zeros(0))
-            for number, text in enumerate(split_sentences(record.long_answer), 1)]
+    return quoted_evidence("conclusion", record.pmid, split_sentences(record.long_answer))
 
 
 def conclusion_scores(records: Sequence[PubMedQARecord], cache: ScoreCache, *, progress: bool = True

@@ -17,10 +17,11 @@ from medrag.config import load_config
 from medrag.datasets.pubmedqa import read_pubmedqa
 from medrag.datasets.splits import DEFAULT_SPLIT
 from medrag.generate.decision import LABELS, OPTIONS
-from medrag.generate.evidence import EvidenceSentence
+from medrag.generate.evidence import quoted_evidence
 from medrag.generate.prompt import SYSTEM, user_turn
 from medrag.generate.reader import load_language_model
 from medrag.text.sentences import split_sentences
+from training.decision import zero_shot_probabilities
 
 DECIDE = ("You are a biomedical research assistant. Read the numbered evidence sentences and answer the question "
           "with one word: yes, no or maybe. Answer maybe only when the results are mixed or inconclusive. The "
@@ -42,11 +43,10 @@ def main() -> None:
         started, scores = time.time(), []
         for record in records:
             sentences = [s for context in record.contexts for s in split_sentences(context)]
-            evidence = [EvidenceSentence(n, "PubmedArticle", record.pmid, n - 1, text, 0.0, np.zeros(0))
-                        for n, text in enumerate(sentences, 1)]
+            evidence = quoted_evidence("PubmedArticle", record.pmid, sentences)
             prompt = model.prompt(system, user_turn(record.question, "", evidence, model.sanitize, decide=True))
             scores.append(model.option_log_probabilities(prompt, OPTIONS))
-        relative = np.array(scores) - np.logaddexp.reduce(np.array(scores), axis=1, keepdims=True)
+        relative = np.log(zero_shot_probabilities(np.array(scores)))
         predicted = [LABELS[index] for index in relative.argmax(1)]
         decided = [i for i, label in enumerate(labels) if label != "maybe"]
         results[name] = {

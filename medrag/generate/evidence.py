@@ -57,6 +57,13 @@ class EvidenceSentence:
                 "addresses_model": self.addresses_model}
 
 
+def quoted_evidence(collection: str, source_id: str, sentences: Sequence[str]) -> list[EvidenceSentence]:
+    """Sentences of one source as evidence numbered from 1, without vectors or relevance: for prompts built from
+    a known text (an abstract, its conclusion) rather than from a search."""
+    return [EvidenceSentence(number, collection, source_id, number - 1, text, float("nan"), np.zeros(0),
+                             addresses_model(text)) for number, text in enumerate(sentences, 1)]
+
+
 def _picks(evidence: Sequence[Evidence], selected: Sequence[tuple[int, int, float]] | None) -> list[tuple[int, int]]:
     """(evidence index, sentence index) candidates: the fusion's choice, else each item's passages in order."""
     if selected:
