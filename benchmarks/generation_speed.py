@@ -1,6 +1,7 @@
 """Readers on 2 cores: load time, time to first token, tokens/s and the yes / no / maybe scoring time, per runtime.
 
-Three readers on the same prompts (PubMedQA questions with their evidence sentences, the answer's own prompt):
+Three readers on the same prompts (PubMedQA questions with 8 evidence sentences, the answer's own prompt; the
+decision is scored as an answer scores it, over the whole abstract under its own instruction, after the answer):
 today's former path (SmolLM2-135M through transformers, float32, dequantised from its GGUF), SmolLM2-135M through
 llama.cpp (the same GGUF), and Qwen2.5-Coder-1.5B-Instruct Q4_K_M through llama.cpp (the default reader). Greedy
 decoding. Generation rate counts the tokens after the first over the time after the first; the first token's
@@ -29,15 +30,15 @@ from medrag.config import load_config
 from medrag.datasets.pubmedqa import read_pubmedqa
 from medrag.generate.decision import OPTIONS, decision_prompt
 from medrag.generate.evidence import EvidenceSentence, quoted_evidence
-from medrag.generate.lm import GenerationSettings, LanguageModel, TransformersModel
-from medrag.generate.packaged import QWEN_CODER_1_5B, SMOLLM2_135M
 from medrag.generate.prompt import build_prompt
-from medrag.generate.reader import load_language_model
 from medrag.hf_cache import quiet_loading
+from medrag.lm.base import GenerationSettings, LanguageModel, TransformersModel
+from medrag.lm.load import load_language_model
+from medrag.lm.packaged import QWEN_CODER_1_5B, SMOLLM2_135M
 from medrag.text.sentences import split_sentences
 
 
-def evidence_of(record, limit: int = 8) -> list[EvidenceSentence]:
+def evidence_of(record, limit: int | None = 8) -> list[EvidenceSentence]:
     sentences = [s for context in record.contexts for s in split_sentences(context)][:limit]
     return quoted_evidence("PubmedArticle", record.pmid, sentences)
 
@@ -70,7 +71,7 @@ def measure(model: LanguageModel, records, new_tokens: int) -> dict[str, float]:
         prompt_rates.append(model.count_tokens(prompt) / generated.first_token_seconds)
         if generated.tokens > 1:
             rates.append((generated.tokens - 1) / (generated.seconds - generated.first_token_seconds))
-        question_prompt = decision_prompt(model, record.question, evidence)
+        question_prompt = decision_prompt(model, record.question, evidence_of(record, limit=None))
         started = time.perf_counter()
         model.option_log_probabilities(question_prompt, OPTIONS)
         decide.append(time.perf_counter() - started)
@@ -80,6 +81,13 @@ def measure(model: LanguageModel, records, new_tokens: int) -> dict[str, float]:
             "answer_seconds_p50": float(np.median(totals)), "answer_seconds_p95": float(np.percentile(totals, 95)),
             "decision_scoring_seconds_p50": float(np.median(decide)),
             "decision_scoring_seconds_p95": float(np.percentile(decide, 95))}
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
 
 
 def main() -> None:
@@ -114,7 +122,8 @@ def main() -> None:
                                                      base["generation_tokens_per_second_p50"])
         row["first_token_speedup_vs_transformers"] = (base["time_to_first_token_p50_s"] /
                                                       row["time_to_first_token_p50_s"])
-    machine = {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
+    machine = {"platform": platform.platform(), "cpu": cpu_model(), "cpus": os.cpu_count(),
+               "python": platform.python_version(),
                "load_average_at_start": os.getloadavg()}
     report = {"machine": machine,
               "questions": str(questions), "new_tokens": args.new_tokens, "readers": readers}

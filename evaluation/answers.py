@@ -8,8 +8,12 @@ For every question the real pipeline searches the store, then both answer modes 
   abstract removed from the evidence (then it should be), at the configured threshold and over a sweep of
   thresholds (``insufficient_evidence.png``);
 - on the first ``generate`` questions, full generative answers: citation precision and the share of
-  sentences supported, as the model wrote them (before the grounding check drops anything), tokens/s and
-  end-to-end seconds. Extractive sentences are quoted evidence, supported by construction.
+  sentences supported, as the model wrote them (before the grounding check drops anything), judged by the
+  configured check (the reader's entailment) and again by the former cosine rule on the same text; tokens/s
+  and end-to-end seconds. Extractive sentences are quoted evidence, supported by construction.
+
+``held_out_only`` keeps the questions in the test part of the split every medrag model shares (``medrag-v1``,
+or the one the decision model's card names): items that neither the fusion module nor the decider trained on.
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ from tqdm import tqdm
 
 from medrag.assistant import STAGES, Assistant
 from medrag.datasets.pubmedqa import read_pubmedqa
-from medrag.datasets.splits import card_split
-from medrag.generate.decision import LABELS, Decision, decision_from, reader_scores
-from medrag.generate.lm import renormalised
+from medrag.datasets.splits import DEFAULT_SPLIT, card_split
+from medrag.generate.decision import LABELS, Decision, decision_evidence, decision_from, reader_scores
+from medrag.generate.grounding import CosineSupport, check
+from medrag.lm.base import renormalised
 from medrag.metrics import label_metrics
 from medrag.reporting import pyplot, save_confusion_matrix, save_figure, write_json_and_markdown
 from training.decision import BATCH
@@ -61,18 +66,27 @@ def _held_out(card: dict[str, Any], groups: list[str]) -> tuple[str | None, list
 
 
 def evaluate_answers(assistant: Assistant, questions_path: Path, *, tenant: str, generate: int = 50,
-                     out_dir: Path | None = None, progress: bool = True) -> dict[str, Any]:
+                     held_out_only: bool = False, out_dir: Path | None = None, progress: bool = True
+                     ) -> dict[str, Any]:
+    writer = assistant.writer
+    card = writer.decision_model.card if writer.decision_model else {}
     rows = read_pubmedqa(questions_path, require_decision=True)
+    if held_out_only:
+        split = card_split(card, "decision model card") if card.get("split") else DEFAULT_SPLIT
+        rows = [record for record in rows if split.part(record.group) == "test"]
+        if not rows:
+            raise ValueError(f"{questions_path}: no question falls in the test part of split {split.name!r}; "
+                             "run without --held-out")
     labels = [record.final_decision for record in rows]
     extractive: list[Decision | None] = []
     zero_shot: list[Decision | None] = []
     best_relevance: dict[str, list[float]] = {"as_is": [], "own_abstract_removed": []}
     written = {"citations": 0, "supported_citations": 0, "sentences": 0, "supported_sentences": 0}
+    written_cosine = dict.fromkeys(written, 0)
+    cosine = CosineSupport(writer.encode, assistant.config.answer.min_support)
     kept_sentences = dropped_sentences = tokens = 0
     generate_seconds: list[float] = []
     answer_seconds: list[float] = []
-    writer = assistant.writer
-    card = writer.decision_model.card if writer.decision_model else {}
     for start in tqdm(range(0, len(rows), BATCH), desc="questions", unit="batch", disable=not progress):
         chunk = rows[start:start + BATCH]
         results = assistant.search_batch([{"question": record.question} for record in chunk], tenant=tenant)
@@ -82,7 +96,8 @@ def evaluate_answers(assistant: Assistant, questions_path: Path, *, tenant: str,
             evidence, _ = writer.evidence(result)
             best_relevance["as_is"].append(max((s.relevance for s in evidence), default=-1.0))
             zero_shot.append(decision_from(renormalised(reader_scores(writer.language_model, record.question,
-                                                                      evidence)), "zero-shot reader", "")
+                                                                      decision_evidence(result))),
+                                           "zero-shot reader", "")
                              if answer.decision else None)
             without = dataclasses.replace(result, fusion=None,
                                           evidence=[e for e in result.evidence if e.source_id != record.pmid])
@@ -93,8 +108,10 @@ def evaluate_answers(assistant: Assistant, questions_path: Path, *, tenant: str,
                 generated = writer(result, "generative")
                 searched = sum(generated.timings_ms[stage] for stage in STAGES) / 1000
                 answer_seconds.append(time.perf_counter() - started + searched)
+                as_cosine = check(generated.written, writer.evidence(result)[1], cosine) if generated.written else None
                 for name in written:
                     written[name] += generated.grounding.get(name, 0)
+                    written_cosine[name] += as_cosine.counts()[name] if as_cosine else 0
                 kept_sentences += len(generated.claims)
                 dropped_sentences += len(generated.dropped)
                 if generated.tokens:
@@ -105,7 +122,7 @@ def evaluate_answers(assistant: Assistant, questions_path: Path, *, tenant: str,
     split_name, held_out = _held_out(card, [record.group for record in rows])
     held_out_labels = [labels[index] for index in held_out]
     report = {
-        "questions": str(questions_path), "count": len(rows), "tenant": tenant,
+        "questions": str(questions_path), "count": len(rows), "tenant": tenant, "held_out_only": held_out_only,
         "majority_baseline": _majority_baseline(labels, majority),
         "extractive_decision": _decision_metrics(labels, extractive),
         "zero_shot_reader_decision": _decision_metrics(labels, zero_shot),
@@ -125,6 +142,11 @@ def evaluate_answers(assistant: Assistant, questions_path: Path, *, tenant: str,
             "answers": len(answer_seconds), "language_model": writer.language_model.name,
             "citation_precision": written["supported_citations"] / max(written["citations"], 1),
             "supported_sentence_share": written["supported_sentences"] / max(written["sentences"], 1),
+            "support_check": assistant.config.answer.support_check,
+            "cosine_rule": {"citation_precision": written_cosine["supported_citations"] /
+                            max(written_cosine["citations"], 1),
+                            "supported_sentence_share": written_cosine["supported_sentences"] /
+                            max(written_cosine["sentences"], 1), "written": written_cosine},
             "written": written, "kept_sentences": kept_sentences, "dropped_sentences": dropped_sentences,
             "tokens_per_second": tokens / max(sum(generate_seconds), 1e-9),
             "seconds_p50": float(np.percentile(answer_seconds, 50)) if answer_seconds else None,
@@ -183,7 +205,10 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += ["", f"Insufficient evidence declared (min_relevance {report['min_relevance']}): {rate['as_is']:.3f} of "
               f"questions as is, {rate['own_abstract_removed']:.3f} with the question's own abstract removed.", "",
               f"Generative answers ({gen['answers']}, {gen['language_model']}): citation precision "
-              f"{gen['citation_precision']:.3f}, supported sentences {gen['supported_sentence_share']:.3f} as written; "
+              f"{gen['citation_precision']:.3f}, supported sentences {gen['supported_sentence_share']:.3f} as written "
+              f"(judged by the {gen.get('support_check', 'configured')} check"
+              + (f"; by the former cosine rule: {gen['cosine_rule']['citation_precision']:.3f} and "
+                 f"{gen['cosine_rule']['supported_sentence_share']:.3f}" if "cosine_rule" in gen else "") + "); "
               f"{gen['kept_sentences']} sentences kept, {gen['dropped_sentences']} dropped by the grounding check; "
               f"{gen['tokens_per_second']:.1f} tokens/s; end-to-end p50 {gen['seconds_p50'] or 0:.1f} s, "
               f"p95 {gen['seconds_p95'] or 0:.1f} s."]

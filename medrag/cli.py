@@ -259,7 +259,26 @@ def _eval_answers(args: argparse.Namespace) -> int:
 
     with Assistant.local(args.config) as assistant:
         report = evaluate_answers(assistant, args.questions, tenant=args.tenant, generate=args.generate,
-                                  out_dir=args.out, progress=not args.no_progress)
+                                  held_out_only=args.held_out, out_dir=args.out, progress=not args.no_progress)
+    print(render_markdown(report))
+    return 0
+
+
+def _eval_rerank(args: argparse.Namespace) -> int:
+    from evaluation.rerank import evaluate_rerankers, render_markdown, rerank_assistants
+    from evaluation.retrieval import ingest_knowledge
+
+    assistants = rerank_assistants(args.config, args.rerankers)
+    first = next(iter(assistants.values()))
+    try:
+        # The abstracts the questions are about, so the pipeline retrieves them as it would for a user.
+        ingest_knowledge(args.config, first.store, args.tenant, None, None, pubmed_paths=[args.questions],
+                         text_encoder=first.text_encoder, joint_encoder=None, progress=not args.no_progress)
+        report = evaluate_rerankers(assistants, args.questions, tenant=args.tenant, k=args.k,
+                                    held_out_only=not args.all, count=args.count, out_dir=args.out,
+                                    progress=not args.no_progress)
+    finally:
+        first.close()
     print(render_markdown(report))
     return 0
 
@@ -268,7 +287,7 @@ def _eval_support(args: argparse.Namespace) -> int:
     from evaluation.support import evaluate_support, render_markdown
     from medrag.encode.text import TextEncoder
     from medrag.generate.grounding import CosineSupport, ReaderSupport
-    from medrag.generate.reader import load_language_model
+    from medrag.lm.load import load_language_model
 
     encode = TextEncoder(args.config.text_model).encode
     settings = args.config.answer
@@ -552,9 +571,25 @@ def build_parser() -> argparse.ArgumentParser:
     eval_answers.add_argument("--tenant", default="eval", help="tenant holding the abstracts (default eval)")
     eval_answers.add_argument("--generate", type=int, default=50,
                               help="questions answered in full generative mode (about 6 s each; default 50)")
+    eval_answers.add_argument("--held-out", action="store_true",
+                              help="only the questions in the test part of the models' split (never trained on)")
     eval_answers.add_argument("--out", type=Path, help="folder for answers.json, answers.md and the plots")
     eval_answers.add_argument("--no-progress", action="store_true", help="no progress bars")
     eval_answers.set_defaults(run=_eval_answers)
+
+    eval_rerank = evaluate.add_parser(
+        "rerank", help="retrieval order, fusion and the reader as rerankers on the same questions: hit@1, MRR, ms")
+    eval_rerank.add_argument("questions", type=Path, help="PubMedQA-format JSON (any file in the format)")
+    eval_rerank.add_argument("--rerankers", nargs="+", default=["retrieval", "fusion", "reader", "fusion+reader"],
+                             help="registered rerankers to compare (default: these four)")
+    eval_rerank.add_argument("--tenant", default="eval", help="tenant to hold the abstracts (default eval)")
+    eval_rerank.add_argument("-k", type=int, default=10, help="results per question (default 10)")
+    eval_rerank.add_argument("--all", action="store_true",
+                             help="every question, not only the test part of the fusion checkpoint's split")
+    eval_rerank.add_argument("--count", type=int, help="at most this many questions")
+    eval_rerank.add_argument("--out", type=Path, help="folder for rerank.json, rerank.md and rerank.png")
+    eval_rerank.add_argument("--no-progress", action="store_true", help="no progress bars")
+    eval_rerank.set_defaults(run=_eval_rerank)
 
     server = commands.add_parser("server", help="the embedded Weaviate server").add_subparsers(
         dest="server_command", required=True, metavar="ACTION"

@@ -122,10 +122,13 @@ class Config:
     """Fusion reranker checkpoint folder (default: the committed one, ``medrag train fusion``)."""
     reranker: str = "fusion"
     """How the retrieved candidates are reranked: ``fusion`` (the cross-attention module; it also picks the
-    evidence sentences), ``retrieval`` (keep the retrieval order), or any reranker registered with
+    evidence sentences), ``retrieval`` (keep the retrieval order), ``reader`` / ``fusion+reader`` (the reader's
+    yes / no on relevance over the first ``reader_rerank_top`` of either), or any reranker registered with
     ``medrag.rerank.register_reranker``."""
     rerank_depth: int = 20
     """Candidates retrieved per request for the fusion module to rerank (the answer keeps the best ``k``)."""
+    reader_rerank_top: int = 5
+    """Candidates the reader rerankers read (one prompt pass each); the rest keep the base order."""
     generator_model: str | None = None
     """The reader: the causal LM that writes generative answers, decides yes / no / maybe and checks citations.
     Default: ``qwen2.5-coder-1.5b-instruct`` (packaged, llama.cpp); ``smollm2-135m-instruct`` is the small

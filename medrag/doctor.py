@@ -102,8 +102,8 @@ def _joint_model(config: Config) -> str:
 
 def _generator_model(config: Config) -> str:
     """What ``load_language_model(config.generator_model)`` would load, from the files alone (nothing is loaded)."""
-    from medrag.generate.lm import GENERATOR_SETTING
-    from medrag.generate.packaged import DEFAULT_READER, packaged
+    from medrag.lm.base import GENERATOR_SETTING
+    from medrag.lm.packaged import DEFAULT_READER, packaged
 
     spec = config.generator_model or DEFAULT_READER
     if (model := packaged(spec)) is not None:

@@ -325,6 +325,9 @@ class Answer:
     warnings: list[str] = dataclasses.field(default_factory=list)
     tokens: int = 0
     """Tokens the language model generated (0 for extractive answers)."""
+    written: str = ""
+    """What the language model wrote, before the grounding check dropped anything (empty for extractive
+    answers): the audit trail of a generative answer, and what its citation precision is measured on."""
 
     @property
     def route(self) -> Route:
@@ -346,7 +349,7 @@ class Answer:
                 "claims": [claim.to_dict() for claim in self.claims],
                 "citations": [citation.to_dict() for citation in self.citations],
                 "dropped": [claim.to_dict() for claim in self.dropped], "grounding": self.grounding,
-                "generated_tokens": self.tokens,
+                "generated_tokens": self.tokens, "written": self.written,
                 "question": search["question"], "note": search["note"], "has_image": search["has_image"],
                 "image_reads": search["image_reads"], "route": search["route"], "evidence": search["evidence"],
                 "fusion": search["fusion"],

@@ -20,6 +20,11 @@ from medrag.config import Config, load_config
 from medrag.store import Store
 from medrag.store.binary import WeaviateBinary, find_binary
 
+PLUMBING_READER = "smollm2-135m-instruct"
+"""The reader of tests that check how answers are put together, not how well the reader reads: the packaged
+135M fallback, about ten times faster than the 1.5B default on 2 cores. Tests of reading itself ask for the
+``reader`` fixture (the default), and ``medrag demo`` runs with the default as a user would."""
+
 NEEDS_SERVER_OR_DATA = frozenset({"weaviate_binary", "store", "tenant", "data_dir", "pubmedqa", "knowledge",
                                    "assistant", "fill_demo_knowledge", "fusion_set"})
 
@@ -33,9 +38,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def config(tmp_path_factory: pytest.TempPathFactory) -> Config:
-    """The user's configuration (binary, caches, data dir) with a private home and the embedded server."""
+    """The user's configuration (binary, caches, data dir) with a private home, the embedded server and the
+    plumbing reader."""
     home = tmp_path_factory.mktemp("medrag-home")
-    return load_config().replace(home=home, weaviate={"url": None, "data_dir": None, "port": None})
+    return load_config().replace(home=home, weaviate={"url": None, "data_dir": None, "port": None},
+                                 generator_model=PLUMBING_READER)
 
 
 @pytest.fixture(scope="session")
@@ -119,7 +126,7 @@ def fill_demo_knowledge(config, store, text_encoder, joint_encoder, pubmedqa, tm
 @pytest.fixture(scope="session")
 def reader(config):
     """The default reader (packaged Qwen2.5-Coder-1.5B-Instruct through llama.cpp), loaded once: 1.9 GB."""
-    from medrag.generate.reader import load_language_model
+    from medrag.lm.load import load_language_model
 
     return load_language_model(None, config.cache_dir)
 

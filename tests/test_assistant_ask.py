@@ -11,6 +11,7 @@ import pytest
 
 from knowledge_sources import DEMO_DIR
 from medrag.generate.evidence import addresses_model
+from medrag.generate.grounding import claims_with_citations
 from medrag.generate.prompt import SYSTEM, build_prompt
 from medrag.render import render_answer
 from medrag.store import CASES, REPORTS
@@ -92,11 +93,15 @@ def test_generative_answers_stream_and_keep_only_supported_sentences(assistant, 
     question = list(pubmedqa.values())[2]["QUESTION"]  # its abstract is in the knowledge tenant
     answer = assistant.ask(question=question, tenant=knowledge, mode="generative", on_token=pieces.append)
     assert answer.mode == "generative" and answer.tokens > 0 and pieces
-    assert answer.models["generator"] == "Qwen2.5-Coder-1.5B-Instruct Q4_K_M (llama.cpp)"
+    assert answer.models["generator"] == assistant.writer.language_model.name
+    assert answer.models["generator"] == "SmolLM2-135M-Instruct Q4_1 (llama.cpp)", "the configured reader"
     for claim in answer.claims:
         assert claim.supported and claim.support >= assistant.config.answer.min_entailment and claim.cited
     assert answer.grounding["supported_citations"] <= answer.grounding["citations"]
     assert len(answer.claims) + len(answer.dropped) == answer.grounding["sentences"]
+    assert answer.written and answer.to_dict()["written"] == answer.written, "what the reader wrote, kept"
+    written = {sentence for sentence, _ in claims_with_citations(answer.written)}
+    assert {claim.text for claim in answer.claims + answer.dropped} <= written, "judged sentences come from it"
     again = assistant.ask(question=question, tenant=knowledge, mode="generative")
     assert again.text == answer.text, "greedy decoding is deterministic"
 

@@ -38,7 +38,7 @@ def test_a_source_cannot_be_registered_twice_or_redefine_common_fields():
 
 
 def test_rerankers_and_answer_strategies_are_registered_once():
-    assert {"fusion", "retrieval"} <= set(rerankers())
+    assert {"fusion", "retrieval", "reader", "fusion+reader"} <= set(rerankers())
     with pytest.raises(ValueError, match="already registered"):
         register_reranker("fusion", object)
     assert modes()[:3] == ("auto", "extractive", "generative")

@@ -1,8 +1,8 @@
 """``medrag train decision``: the calibrated yes / no / maybe decider over the reader's scores, on PubMedQA.
 
-Each question is searched through the real Assistant (router, Weaviate, fusion), its evidence sentences are
-gathered exactly as an answer gathers them, and the reader scores "Yes", "No" and "Maybe" after one pass over
-them (``reader_scores``). With ``conclusions`` each training question also gives a second row: the reader's scores
+Each question is searched through the real Assistant (router, Weaviate, fusion), and the reader scores "Yes",
+"No" and "Maybe" after one pass over the top-ranked source, exactly as an answer decides (``decision_evidence``,
+``reader_scores``). With ``conclusions`` each training question also gives a second row: the reader's scores
 with the authors' conclusion (``LONG_ANSWER``) as the evidence, the clearest statement of the answer there is;
 those rows only ever train, they are never scored. The questions are divided by the named group split every
 medrag model shares (so the fusion module that picked a test question's evidence never trained on it either).
@@ -30,9 +30,9 @@ from tqdm import tqdm
 
 from medrag.datasets.pubmedqa import PubMedQARecord, read_pubmedqa
 from medrag.datasets.splits import DEFAULT_SPLIT, Split
-from medrag.generate.decision import LABELS, OPTIONS, DecisionModel, decision_prompt
+from medrag.generate.decision import LABELS, OPTIONS, DecisionModel, decision_evidence, decision_prompt
 from medrag.generate.evidence import EvidenceSentence, quoted_evidence
-from medrag.generate.lm import LanguageModel, renormalised
+from medrag.lm.base import LanguageModel, renormalised
 from medrag.metrics import bootstrap_interval, expected_calibration_error, label_metrics, selective_accuracy
 from medrag.reporting import pyplot, save_confusion_matrix, save_figure, save_reliability_diagram
 from medrag.text.sentences import split_sentences
@@ -77,14 +77,14 @@ class ScoreCache:
 
 def question_scores(assistant: Assistant, records: Sequence[PubMedQARecord], cache: ScoreCache, *,
                     tenant: str | None, progress: bool = True) -> np.ndarray:
-    """Reader scores of each question over the evidence the pipeline finds for it."""
+    """Reader scores of each question over the top source the pipeline finds for it."""
     rows = []
     with tqdm(total=len(records), desc="reader scores", unit="question", disable=not progress) as bar:
         for start in range(0, len(records), BATCH):
             chunk = records[start:start + BATCH]
             results = assistant.search_batch([{"question": record.question} for record in chunk], tenant=tenant)
             for record, result in zip(chunk, results, strict=True):
-                rows.append(cache(record.question, assistant.writer.evidence(result)[0]))
+                rows.append(cache(record.question, decision_evidence(result)))
                 bar.update()
     return np.stack(rows)
 
@@ -272,8 +272,9 @@ def model_card(card: dict[str, Any]) -> str:
     return f"""# {card['name']}: yes / no / maybe for PubMedQA-style questions
 
 - **What**: a multinomial logistic regression (scikit-learn, standardised inputs, saved with skops) over the
-  reader's log-probabilities of "Yes", "No" and "Maybe" as its first word after the question and the
-  fusion-selected evidence sentences (one prompt pass), raw and renormalised over the three options.
+  reader's log-probabilities of "Yes", "No" and "Maybe" as its first word after the question and every
+  sentence of the top-ranked source (one prompt pass, the decision's own instruction), raw and renormalised over
+  the three options.
 - **Reader**: {card['reader']}. The model is tied to it: with another reader medrag shows the reader's
   zero-shot probabilities, marked as not measured, until `medrag train decision` is rerun.
 - **Trained on**: {card['trained_on']}; labels {counts}. Each question was searched through the real pipeline

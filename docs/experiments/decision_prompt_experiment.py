@@ -19,7 +19,7 @@ from medrag.datasets.splits import DEFAULT_SPLIT
 from medrag.generate.decision import LABELS, OPTIONS
 from medrag.generate.evidence import quoted_evidence
 from medrag.generate.prompt import SYSTEM, user_turn
-from medrag.generate.reader import load_language_model
+from medrag.lm.load import load_language_model
 from medrag.text.sentences import split_sentences
 from training.decision import zero_shot_probabilities
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from medrag.config import AnswerConfig
 from medrag.generate.evidence import EvidenceSentence
-from medrag.generate.lm import LanguageModel
+from medrag.lm.base import LanguageModel
 from medrag.text.sentences import split_sentences
 from medrag.types import Claim
 
@@ -61,6 +61,11 @@ class Grounding:
     """Sentences written (bare yes/no and "insufficient evidence" statements not counted)."""
     supported_as_written: int
     """Sentences supported by one of their own citations."""
+
+    def counts(self) -> dict[str, int]:
+        """The counts behind citation precision and the supported share (``Answer.grounding``)."""
+        return {"citations": self.citations, "supported_citations": self.supported_citations,
+                "sentences": self.written, "supported_sentences": self.supported_as_written}
 
 
 def claims_with_citations(text: str) -> list[tuple[str, list[int]]]:

@@ -43,11 +43,13 @@ def user_turn(question: str, note: str, evidence: Sequence[EvidenceSentence], sa
 
 
 def build_prompt(model: PromptModel, question: str, note: str, evidence: Sequence[EvidenceSentence],
-                 max_new_tokens: int, *, decide: bool = False) -> tuple[str, list[EvidenceSentence]]:
-    """The prompt and the evidence that fit the model's context (the least relevant sentences go first)."""
+                 max_new_tokens: int, *, decide: bool = False, system: str = SYSTEM
+                 ) -> tuple[str, list[EvidenceSentence]]:
+    """The prompt and the evidence that fit the model's context (the last sentences go first: the least relevant,
+    or the end of a long document)."""
     kept = list(evidence)
     while True:
-        prompt = model.prompt(SYSTEM, user_turn(question, note, kept, model.sanitize, decide=decide))
+        prompt = model.prompt(system, user_turn(question, note, kept, model.sanitize, decide=decide))
         if model.count_tokens(prompt) + max_new_tokens <= model.context_tokens or not kept:
             return prompt, kept
         kept = kept[:-1]

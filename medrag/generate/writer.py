@@ -16,12 +16,18 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from medrag.config import Config
-from medrag.generate.decision import DecisionModel, decision_from, is_yes_no_question, reader_scores
+from medrag.generate.decision import (
+    DecisionModel,
+    decision_evidence,
+    decision_from,
+    is_yes_no_question,
+    reader_scores,
+)
 from medrag.generate.evidence import Encode, EvidenceSentence, gather_evidence
 from medrag.generate.grounding import CosineSupport, Grounding, ReaderSupport, SupportJudge, check
-from medrag.generate.lm import GenerationSettings, LanguageModel, renormalised
 from medrag.generate.prompt import build_prompt
-from medrag.generate.reader import load_language_model
+from medrag.lm.base import GenerationSettings, LanguageModel, renormalised
+from medrag.lm.load import load_language_model
 from medrag.sources import citation_label
 from medrag.types import INSUFFICIENT, Answer, Citation, Claim, Decision, SearchResult
 
@@ -49,6 +55,8 @@ class Drafted:
     """Shown as ``Answer.models["generator"]``."""
     tokens: int = 0
     """Tokens a language model generated."""
+    written: str = ""
+    """What a language model wrote, before the grounding check."""
 
 
 class AnswerStrategy(Protocol):
@@ -136,7 +144,7 @@ class Generative:
         stamp = time.perf_counter()
         grounding = check(generated.text, shown, self.writer.support_judge)
         task.timings["ground"] = (time.perf_counter() - stamp) * 1000
-        return Drafted(grounding, model.name, generated.tokens)
+        return Drafted(grounding, model.name, generated.tokens, generated.text)
 
 
 register_strategy("extractive", Extractive)
@@ -217,23 +225,25 @@ class AnswerWriter:
             drafted = Drafted(Grounding([], [], True, 0, 0, 0, 0), "none: no evidence relevant enough to write from")
         models = {"generator": drafted.generator}
         stamp = time.perf_counter()
-        decision = self.decide(query.question, evidence, models) if drafted.grounding.claims else None
+        decision = self.decide(result, models) if drafted.grounding.claims else None
         timings["decide"] = (time.perf_counter() - stamp) * 1000
         answer = _assemble(drafted.grounding, evidence, mode, decision, result, models, warnings)
         timings["answer"] = (time.perf_counter() - started) * 1000 - sum(timings.values())
         answer.timings_ms = {**result.timings_ms, **timings}
         answer.tokens = drafted.tokens
+        answer.written = drafted.written
         return answer
 
 
-    def decide(self, question: str, evidence: Sequence[EvidenceSentence], models: dict[str, str]) -> Decision | None:
-        """Yes / no / maybe for a yes/no question (None for any other question): the reader's scores through the
-        trained decision model when it was trained on this reader, else the reader's own probabilities, marked
-        as not measured. The decider is recorded in ``models``."""
+    def decide(self, result: SearchResult, models: dict[str, str]) -> Decision | None:
+        """Yes / no / maybe for a yes/no question (None for any other question), read from the top-ranked source:
+        the reader's scores through the trained decision model when it was trained on this reader, else the
+        reader's own probabilities, marked as not measured. The decider is recorded in ``models``."""
+        question = result.query.question
         if not question or not is_yes_no_question(question):
             return None
         reader = self.language_model
-        scores = reader_scores(reader, question, evidence)
+        scores = reader_scores(reader, question, decision_evidence(result))
         decider = self.decision_model
         if decider is not None and decider.fits(reader.name):
             models["decision"] = decider.name
@@ -262,10 +272,8 @@ def _assemble(grounding: Grounding, evidence: Sequence[EvidenceSentence], mode: 
     insufficient = not claims
     text = INSUFFICIENT if insufficient else " ".join(
         f"{_without_stop(c.text)} [{', '.join(map(str, c.cited))}]." for c in claims)
-    counts = {"citations": grounding.citations, "supported_citations": grounding.supported_citations,
-              "sentences": grounding.written, "supported_sentences": grounding.supported_as_written}
     return Answer(text, mode, insufficient, claims, citations, None if insufficient else decision, result, {},
-                  models, grounding.dropped, counts, warnings)
+                  models, grounding.dropped, grounding.counts(), warnings)
 
 
 def _without_stop(sentence: str) -> str:

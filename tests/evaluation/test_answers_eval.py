@@ -27,6 +27,9 @@ def test_answer_evaluation_reports_decisions_grounding_and_refusals(assistant, k
     generated = report["generative"]
     assert generated["answers"] == 1 and 0 <= generated["citation_precision"] <= 1
     assert generated["written"]["supported_citations"] <= generated["written"]["citations"]
+    cosine = generated["cosine_rule"]
+    assert cosine["written"]["sentences"] == generated["written"]["sentences"], "both judges read the same text"
+    assert 0 <= cosine["citation_precision"] <= 1 and "former cosine rule" in render_markdown(report)
     assert (tmp_path / "out" / "answers.json").is_file() and (tmp_path / "out" / "insufficient_evidence.png").is_file()
     assert "| majority class" in render_markdown(report)
     held_out = [pmid for pmid in subset if DEFAULT_SPLIT.part(f"pubmedqa:{pmid}") == "test"]
@@ -34,3 +37,7 @@ def test_answer_evaluation_reports_decisions_grounding_and_refusals(assistant, k
     assert 0 < report["held_out"]["questions"] == len(held_out) < len(subset)
     assert sum(map(sum, report["held_out"]["extractive_decision"]["confusion_matrix"])) == len(held_out)
     assert "| extractive, held-out questions |" in render_markdown(report)
+
+    only_held_out = evaluate_answers(assistant, questions, tenant=knowledge, generate=0, held_out_only=True,
+                                     progress=False)
+    assert only_held_out["held_out_only"] and only_held_out["count"] == len(held_out)

@@ -9,7 +9,7 @@ import pytest
 
 from medrag.datasets.pubmedqa import read_pubmedqa
 from medrag.datasets.splits import DEFAULT_SPLIT
-from medrag.generate.decision import LABELS, DecisionModel, reader_features, reader_scores
+from medrag.generate.decision import LABELS, DecisionModel, decision_evidence, reader_features, reader_scores
 from training.decision import ScoreCache, abstention, train_decision
 
 
@@ -46,8 +46,7 @@ def test_training_fits_on_the_splits_train_part_and_scores_its_test_part(assista
     model = DecisionModel.load(out)
     assert model.fits(assistant.writer.language_model.name) and not model.fits("another reader")
     result = assistant.search(question=pubmedqa[next(iter(pubmedqa))]["QUESTION"], tenant=knowledge)
-    evidence, _ = assistant.writer.evidence(result)
-    decision = model(reader_scores(assistant.writer.language_model, result.query.question, evidence))
+    decision = model(reader_scores(assistant.writer.language_model, result.query.question, decision_evidence(result)))
     assert decision.label in LABELS and abs(sum(decision.probabilities.values()) - 1) < 1e-6
     assert f"{cross['metrics']['accuracy']:.3f}" in decision.reliability
 

@@ -8,18 +8,20 @@ from pathlib import Path
 import pytest
 
 import ui
+from tests.conftest import PLUMBING_READER
 
 APP = Path(ui.__file__).parent / "app.py"
 
 
 @pytest.fixture(scope="session")
 def app_env(store, knowledge, data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """Environment for the app: the session's server and knowledge tenant, a private home."""
+    """Environment for the app: the session's server and knowledge tenant, a private home, the plumbing reader."""
     server = store.server
     assert server is not None, "the test store is the embedded server"
     return {"MEDRAG_HOME": str(tmp_path_factory.mktemp("app-home")), "MEDRAG_WEAVIATE_URL": server.url,
             "MEDRAG_WEAVIATE_API_KEY": server.api_key, "MEDRAG_WEAVIATE_GRPC_PORT": str(server.grpc_port),
-            "MEDRAG_WEAVIATE_TENANT": knowledge, "MEDRAG_DATA_DIR": str(data_dir.resolve())}
+            "MEDRAG_WEAVIATE_TENANT": knowledge, "MEDRAG_DATA_DIR": str(data_dir.resolve()),
+            "MEDRAG_GENERATOR_MODEL": PLUMBING_READER}
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from medrag.generate.lm import GenerationSettings, TransformersModel
-from medrag.generate.packaged import QWEN_CODER_1_5B, SMOLLM2_135M, PackagedModel
-from medrag.generate.reader import load_language_model
+from medrag.lm.base import GenerationSettings, TransformersModel
+from medrag.lm.load import load_language_model
+from medrag.lm.packaged import QWEN_CODER_1_5B, SMOLLM2_135M, PackagedModel
 
 torch.set_num_threads(2)
 
@@ -90,6 +90,7 @@ def test_the_default_reader_is_the_official_qwen_file_joined_once(reader, config
     modified = joined.stat().st_mtime_ns
     assert QWEN_CODER_1_5B.gguf(config.cache_dir) == joined and joined.stat().st_mtime_ns == modified
     assert reader.name == "Qwen2.5-Coder-1.5B-Instruct Q4_K_M (llama.cpp)" and reader.chat
+    assert load_language_model(QWEN_CODER_1_5B.name, config.cache_dir) is reader, "one copy per process"
     prompt = reader.prompt("Answer with yes, no or maybe.", "Is Paris the capital of France?")
     assert prompt.startswith("<|im_start|>system\n") and prompt.endswith("<|im_start|>assistant\n")
     yes, no, maybe = reader.option_probabilities(prompt, ["Yes", "No", "Maybe"])

@@ -1,8 +1,8 @@
 """The causal language models behind answers: what every runtime offers, and the transformers runtime.
 
 A transformers causal-LM folder (BioGPT, a user's own fine-tune) or a hub id already in the local Hugging Face
-cache runs here, in float32; GGUF files run through llama.cpp (``medrag.generate.llama``), and
-``medrag.generate.reader`` chooses between them. Nothing is ever downloaded.
+cache runs here, in float32; GGUF files run through llama.cpp (``medrag.lm.llama``), and
+``medrag.lm.load`` chooses between them. Nothing is ever downloaded.
 """
 
 from __future__ import annotations

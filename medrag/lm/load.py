@@ -1,6 +1,6 @@
 """The one place that loads a reader (the answer's language model) from ``generator_model``.
 
-A GGUF file (a packaged reader of ``medrag.generate.packaged``, or any ``.gguf`` path) runs through llama.cpp:
+A GGUF file (a packaged reader of ``medrag.lm.packaged``, or any ``.gguf`` path) runs through llama.cpp:
 4-bit weights as they are, the fast path on a CPU. A transformers causal-LM folder or a hub id already in the
 local Hugging Face cache runs through transformers in float32. The default is the packaged
 Qwen2.5-Coder-1.5B-Instruct.
@@ -8,18 +8,26 @@ Qwen2.5-Coder-1.5B-Instruct.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
-from medrag.generate.llama import LlamaCppModel
-from medrag.generate.lm import GENERATOR_SETTING, LanguageModel, TransformersModel
-from medrag.generate.packaged import DEFAULT_READER, packaged, packaged_names
 from medrag.hf_cache import cached_snapshot, quiet_loading
+from medrag.lm.base import GENERATOR_SETTING, LanguageModel, TransformersModel
+from medrag.lm.llama import LlamaCppModel
+from medrag.lm.packaged import DEFAULT_READER, packaged, packaged_names
 
 
 def load_language_model(source: str | Path | None, cache_dir: Path) -> LanguageModel:
     """``None``: the default packaged reader. A packaged reader's name or a ``.gguf`` file: llama.cpp. A folder:
-    transformers. Anything else: a hub id, only from the local Hugging Face cache."""
-    source = DEFAULT_READER if source is None else source
+    transformers. Anything else: a hub id, only from the local Hugging Face cache.
+
+    Loaded once per process and shared (calls are serialised inside each model): the answer writer, the
+    grounding check and the reader reranker read with one copy, 1.9 GB for the default."""
+    return _load(str(DEFAULT_READER if source is None else source), Path(cache_dir))
+
+
+@functools.cache
+def _load(source: str, cache_dir: Path) -> LanguageModel:
     if (model := packaged(str(source))) is not None:
         with quiet_loading():
             return LlamaCppModel(model.gguf(cache_dir), f"{model.title} (llama.cpp)")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medrag.generate.lm import Generated, GenerationSettings, renormalised, strip_special_tokens
+from medrag.lm.base import Generated, GenerationSettings, renormalised, strip_special_tokens
 
 DEFAULT_CONTEXT = 4096
 """Context window allocated; PubMedQA evidence and the answer need under 1,500 tokens."""
