@@ -118,7 +118,8 @@ def evaluate_answers(assistant: Assistant, questions_path: Path, *, tenant: str,
                     tokens += generated.tokens
                     generate_seconds.append(generated.timings_ms["generate"] / 1000)
     majority = max(LABELS, key=labels.count)
-    in_sample = card.get("trained_on_sha256") == hashlib.sha256(questions_path.read_bytes()).hexdigest()
+    trained_on = card.get("trained_on_sha256") or {}  # {file name: sha256} of every file it trained on
+    in_sample = hashlib.sha256(questions_path.read_bytes()).hexdigest() in trained_on.values()
     split_name, held_out = _held_out(card, [record.group for record in rows])
     held_out_labels = [labels[index] for index in held_out]
     report = {

@@ -31,7 +31,7 @@ def test_answer_evaluation_reports_decisions_grounding_and_refusals(assistant, k
     assert cosine["written"]["sentences"] == generated["written"]["sentences"], "both judges read the same text"
     assert 0 <= cosine["citation_precision"] <= 1 and "former cosine rule" in render_markdown(report)
     assert (tmp_path / "out" / "answers.json").is_file() and (tmp_path / "out" / "insufficient_evidence.png").is_file()
-    assert "| majority class" in render_markdown(report)
+    assert "| majority class" in render_markdown(report) and not report["decision_model_in_sample"]
     held_out = [pmid for pmid in subset if DEFAULT_SPLIT.part(f"pubmedqa:{pmid}") == "test"]
     assert report["decision_model_split"] == DEFAULT_SPLIT.name, "read from the committed decision model's card"
     assert 0 < report["held_out"]["questions"] == len(held_out) < len(subset)

@@ -82,7 +82,8 @@ def test_the_router_card_hash_is_recomputed_from_the_data(data_dir):
 
 def test_the_decision_card_hash_is_recomputed_from_the_data(files):
     card = _card("decision")
-    assert card["trained_on_sha256"] == hashlib.sha256(files["pubmedqa"].read_bytes()).hexdigest()
+    digest = hashlib.sha256(files["pubmedqa"].read_bytes()).hexdigest()
+    assert card["trained_on_sha256"] == {files["pubmedqa"].name: digest}
     assert card["split"] == DEFAULT_SPLIT.describe(read_pubmedqa(files["pubmedqa"]))
 
 
