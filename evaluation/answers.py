@@ -93,7 +93,7 @@ def evaluate_answers(assistant: Assistant, questions_path: Path, *, tenant: str,
         for record, result in zip(chunk, results, strict=True):
             answer = writer(result, "extractive")
             extractive.append(answer.decision)
-            evidence, _ = writer.evidence(result)
+            evidence, relevant = writer.evidence(result)
             best_relevance["as_is"].append(max((s.relevance for s in evidence), default=-1.0))
             zero_shot.append(decision_from(renormalised(reader_scores(writer.language_model, record.question,
                                                                       decision_evidence(result))),
@@ -108,7 +108,7 @@ def evaluate_answers(assistant: Assistant, questions_path: Path, *, tenant: str,
                 generated = writer(result, "generative")
                 searched = sum(generated.timings_ms[stage] for stage in STAGES) / 1000
                 answer_seconds.append(time.perf_counter() - started + searched)
-                as_cosine = check(generated.written, writer.evidence(result)[1], cosine) if generated.written else None
+                as_cosine = check(generated.written, relevant, cosine) if generated.written else None
                 for name in written:
                     written[name] += generated.grounding.get(name, 0)
                     written_cosine[name] += as_cosine.counts()[name] if as_cosine else 0

@@ -113,9 +113,9 @@ def plot_rerankers(report: Mapping[str, Any], path: Path) -> Path:
     return save_figure(figure, path)
 
 
-def rerank_assistants(config: Config, names: Sequence[str], **models: Any) -> dict[str, Assistant]:
-    """One Assistant per reranker over one store and one set of models (the reader is shared by medrag.lm)."""
-    first = Assistant.local(config.replace(reranker=names[0]), **models)
+def rerank_assistants(config: Config, names: Sequence[str]) -> dict[str, Assistant]:
+    """One Assistant per reranker over one store and one text encoder (the reader is shared by medrag.lm)."""
+    first = Assistant.local(config.replace(reranker=names[0]))
     shared = {"text_encoder": first.text_encoder}
     return {names[0]: first, **{name: Assistant(config.replace(reranker=name), first.store, **shared)
                                 for name in names[1:]}}
