@@ -17,9 +17,11 @@ from pathlib import Path
 from medrag.assistant import Assistant
 from medrag.datasets.pubmedqa import read_pubmedqa
 from medrag.datasets.splits import DEFAULT_SPLIT
+from medrag.generate.evidence import EvidenceSentence
 from medrag.generate.grounding import check
-from medrag.generate.prompt import SYSTEM
+from medrag.generate.prompt import SYSTEM, user_turn
 from medrag.generate.writer import extractive_claims
+from medrag.lm.base import GenerationSettings, LanguageModel
 
 ONE_NUMBER = (
     "You are a clinical evidence assistant for chest radiography. Answer only from the numbered evidence "
@@ -66,7 +68,8 @@ INSTRUCTIONS = {
 }
 
 
-def attributed(model, settings, system, question, evidence):
+def attributed(model: LanguageModel, settings: GenerationSettings, system: str, question: str,
+               evidence: list[EvidenceSentence]) -> list[str]:
     """Attribute first, then generate: the sentences to cite are chosen first (the extractive selection), and the
     reader writes one sentence from each, which cites it."""
     written = []
@@ -106,8 +109,9 @@ def main() -> None:
                 if name.startswith("attribute first"):
                     text = " ".join(attributed(model, writer.settings, system, record.question, evidence))
                 else:
-                    user = "\n".join(["Evidence:", *[f"[{s.number}] {model.sanitize(s.text)}" for s in evidence],
-                                      f"Question: {model.sanitize(record.question)}", ask])
+                    # The product's user turn (evidence, question) with this variant's closing instruction.
+                    shared = user_turn(record.question, "", evidence, model.sanitize, decide=False)
+                    user = f"{shared.rsplit(chr(10), 1)[0]}\n{ask}"
                     text = model.generate(model.prompt(system, user), writer.settings).text
                 counts = check(text, evidence, judge).counts()
                 totals = {key: totals[key] + counts[key] for key in totals}
