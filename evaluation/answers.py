@@ -34,7 +34,7 @@ from medrag.datasets.splits import DEFAULT_SPLIT, card_split
 from medrag.generate.decision import LABELS, Decision, decision_evidence, decision_from, reader_scores
 from medrag.generate.grounding import CosineSupport, check
 from medrag.lm.base import renormalised
-from medrag.metrics import label_metrics
+from medrag.metrics import bootstrap_interval, label_metrics
 from medrag.reporting import pyplot, save_confusion_matrix, save_figure, write_json_and_markdown
 from training.decision import BATCH
 
@@ -48,6 +48,8 @@ def _decision_metrics(labels: list[str], decisions: list[Decision | None]) -> di
     probabilities = np.array([[d.probabilities[label] for label in LABELS] if d else undecided for d in decisions])
     metrics = label_metrics(labels, probabilities, LABELS, ["pubmedqa"] * len(labels))
     metrics["decided"] = sum(d is not None for d in decisions)
+    correct = [float(LABELS[int(row.argmax())] == label) for row, label in zip(probabilities, labels, strict=True)]
+    metrics["accuracy_ci95"] = bootstrap_interval(correct)
     return metrics
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from evaluation.ir import compare_rankings, significance_lines
 from evaluation.joint import joint_split
 from medrag.config import Config
 from medrag.datasets.covid import INFECTION_MESH, CovidCase, covid_cases, report_is_relevant
@@ -71,9 +72,10 @@ def hybrid_name(alpha: float) -> str:
 
 
 def _run_methods(questions: Mapping[str, str], vectors: np.ndarray,
-                 methods: Mapping[str, Callable[[str, np.ndarray], Ranked]], desc: str,
-                 progress: bool) -> dict[str, dict[str, float]]:
-    """Every method on every question; relevance is the question's own PMID among the articles."""
+                 methods: Mapping[str, Callable[[str, np.ndarray], Ranked]], desc: str, progress: bool,
+                 rankings: dict[str, dict[str, Ranked]]) -> dict[str, dict[str, float]]:
+    """Every method on every question; relevance is the question's own PMID among the articles. Each method's
+    rankings are kept in ``rankings[method][pmid]`` for the paired comparison."""
     per_method: dict[str, list[dict[str, float]]] = {name: [] for name in methods}
     seconds: Counter[str] = Counter()
     items = list(zip(questions.items(), vectors, strict=True))
@@ -83,6 +85,7 @@ def _run_methods(questions: Mapping[str, str], vectors: np.ndarray,
             ranked = search(question, vector)
             seconds[name] += time.perf_counter() - started
             per_method[name].append(id_metrics(ranked, {(ARTICLES, pmid)}))
+            rankings.setdefault(name, {})[pmid] = ranked
     return {name: {**mean_metrics(rows), "latency_ms": 1000 * seconds[name] / max(len(rows), 1)}
             for name, rows in per_method.items()}
 
@@ -104,8 +107,9 @@ def evaluate_pubmedqa(retriever: Retriever, questions_json: Path, *, tenant: str
     questions = {record.pmid: record.question for record in read_pubmedqa(questions_json)}
     vectors = retriever.text_encoder.encode(list(questions.values()), progress=progress)
     stored = store.stored_hashes(ARTICLES, list(questions), tenant=tenant)
+    rankings: dict[str, dict[str, Ranked]] = {}
     methods = _run_methods(questions, vectors, _article_searches(store, tenant, alphas, k), "pubmedqa articles",
-                           progress)
+                           progress, rankings)
     sweep = [{"alpha": alpha, **methods[hybrid_name(alpha)]} for alpha in alphas]
     best = max(sweep, key=lambda row: (row["recall@5"], row["mrr"]))["alpha"]
     unrouted = [SourceSearch(collection, weight=1.0, alpha=best) for collection in collections()]
@@ -122,7 +126,7 @@ def evaluate_pubmedqa(retriever: Retriever, questions_json: Path, *, tenant: str
         # (that would change its latency, never its ranking).
         for collection in collections():
             retriever.cache.invalidate(collection)
-        methods |= _run_methods(questions, vectors, {name: search}, f"pubmedqa {name}", progress)
+        methods |= _run_methods(questions, vectors, {name: search}, f"pubmedqa {name}", progress, rankings)
     return {
         "file": str(questions_json), "questions": len(questions), "k": k,
         "questions_without_stored_abstract": len(questions) - len(stored),
@@ -130,6 +134,7 @@ def evaluate_pubmedqa(retriever: Retriever, questions_json: Path, *, tenant: str
         "methods": methods, "alpha_sweep": sweep, "best_alpha": best,
         "unrouted_sources": [dataclasses.asdict(search) for search in unrouted],
         "routes": dict(routes.most_common()),
+        "comparison": compare_rankings(rankings, {pmid: {(ARTICLES, pmid)} for pmid in questions}),
     }
 
 
@@ -353,6 +358,11 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "", f"Best hybrid alpha by recall@5: {qa['best_alpha']:.2f}. Unrouted ties in reciprocal-rank fusion "
         "(equal ranks in different sources) go to the source listed first, PubMed articles.",
     ]
+    if "comparison" in qa:
+        comparison = qa["comparison"]
+        lines += ["", f"### MRR with 95% bootstrap intervals and paired p-values ({comparison['test']}, "
+                  f"{comparison['permutations']} permutations, {comparison['queries']} queries)", "",
+                  *significance_lines(comparison)]
     if qa["routes"]:
         lines += ["", "Routes taken: " + "; ".join(f"{route or 'none'}: {n}" for route, n in qa["routes"].items())
                   + "."]
