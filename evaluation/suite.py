@@ -97,11 +97,12 @@ def _qa_suite(assistant: Assistant, questions: Path, tenant: str, generate: int,
 
 def _read_suite(assistant: Assistant, metadata: Path, progress: bool) -> Suite:
     def run(out: Path) -> dict[str, Any]:
-        from evaluation.read import evaluate_read
+        from evaluation.read import INPUTS, evaluate_read
 
         report = evaluate_read(assistant.config, metadata, out=out, progress=progress)
-        return {"headline": {f"COVID-19 vs other pneumonia AUC, {inputs}": _interval(row["auc"], row["auc_ci95"])
-                             for inputs, row in report["figures"].items() if "auc_ci95" in row},
+        figures = report["figures"]
+        return {"headline": {f"COVID-19 vs other pneumonia AUC, {inputs}":
+                             _interval(figures[inputs]["auc"], figures[inputs]["auc_ci95"]) for inputs in INPUTS},
                 "baseline": "chance AUC 0.5", "scored": report["scored"]}
     return run
 

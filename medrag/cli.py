@@ -299,6 +299,30 @@ def _eval_support(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_report(args: argparse.Namespace) -> int:
+    from evaluation.report_generation import evaluate_report_generation, render_markdown
+    from medrag.encode.text import TextEncoder
+
+    labeller = args.labeller or Path(args.config.data_dir) / "chexpert-labeler"
+    report = evaluate_report_generation(args.reports, args.split, labeller, encoder=TextEncoder(args.config.text_model),
+                                        labelled_csv=args.labelled_csv, count=args.count, resamples=args.resamples,
+                                        seed=args.seed, out_dir=args.out, progress=not args.no_progress)
+    print(render_markdown(report))
+    return 0
+
+
+def _eval_all(args: argparse.Namespace) -> int:
+    from evaluation.suite import render_index, run_all
+    from medrag.assistant import Assistant
+
+    with Assistant.local(args.config) as assistant:
+        index = run_all(assistant, args.data or args.config.data_dir, args.out, tenant=args.tenant, limit=args.limit,
+                        generate=args.generate, only=tuple(args.only or ()), progress=not args.no_progress)
+    print(render_index(index))
+    print(f"index.md, index.json and one folder per suite in {args.out}")
+    return 1 if any(result["status"] == "failed" for result in index["suites"].values()) else 0
+
+
 def _train_router(args: argparse.Namespace) -> int:
     from medrag.route.classifier import DEFAULT_CLASSIFIER
     from training.router import train_router
@@ -503,6 +527,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("eval", help="evaluation on a named dataset").add_subparsers(
         dest="task", required=True, metavar="TASK")
+    eval_all = evaluate.add_parser(
+        "all", help="every suite the data supports (inputs found by format, not by name), an index page linking "
+        "them with baselines, 95%% intervals and the sha256 of every input")
+    eval_all.add_argument("--data", type=Path, help="folder of evaluation files (default: the config's data_dir)")
+    eval_all.add_argument("--out", type=Path, default=Path("results"), help="output folder (default results/)")
+    eval_all.add_argument("--limit", type=int, help="first N items of each input only (a smoke run)")
+    eval_all.add_argument("--generate", type=int, default=20, help="questions answered generatively (default 20)")
+    eval_all.add_argument("--only", nargs="+", help="suites to run (retrieval, qa, read, report)")
+    eval_all.add_argument("--tenant", default="eval", help="tenant to ingest into and search (default eval)")
+    eval_all.add_argument("--no-progress", action="store_true", help="no progress bars")
+    eval_all.set_defaults(run=_eval_all)
+
+    eval_report = evaluate.add_parser(
+        "report", help="draft impressions from the indication (normal template, nearest-study retrieval, top-3 "
+        "vote) scored against the real IU impressions: BLEU-1..4, ROUGE-L, METEOR, CIDEr, CheXpert finding P/R/F1")
+    eval_report.add_argument("reports", type=Path, nargs="+",
+                             help="IU ecgen XML files or folders, NLMCXR_reports.tgz or indiana_reports.csv")
+    eval_report.add_argument("--split", type=Path, required=True,
+                             help="R2Gen-format annotation JSON (train/val/test lists of {id, image_path})")
+    eval_report.add_argument("--labeller", type=Path,
+                             help="CheXpert labeller folder (phrases/, patterns/); default: chexpert-labeler in the "
+                             "data dir")
+    eval_report.add_argument("--labelled-csv", type=Path, help="gold labels in labeled_reports.csv format (default: "
+                             "the one in the labeller folder, if any)")
+    eval_report.add_argument("--count", type=int, help="only the first N test studies (a smoke run)")
+    eval_report.add_argument("--resamples", type=int, default=200,
+                             help="bootstrap resamples of the corpus-level metrics (default 200)")
+    eval_report.add_argument("--seed", type=int, default=0)
+    eval_report.add_argument("--out", type=Path, help="folder for report.json, report.md and report.png")
+    eval_report.add_argument("--no-progress", action="store_true", help="no progress bars")
+    eval_report.set_defaults(run=_eval_report)
     eval_joint = evaluate.add_parser("joint", help="retrieval and zero-shot AUC of the joint model")
     eval_joint.add_argument("metadata", type=Path, help="a metadata.csv-format file with its images folder")
     eval_joint.add_argument("--out", type=Path, help="write the JSON report here")

