@@ -28,6 +28,7 @@ beside, so a finding-level difference can be weighed against the labeller's erro
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import os
@@ -35,7 +36,7 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -326,7 +327,7 @@ def evaluate_report_generation(reports: Sequence[Path], split_file: Path, labell
     reference_tokens = [tokens[f"ref{i}"] for i in range(len(studies))]
     draft_tokens = {method: [tokens[f"{m}{i}"] for i in range(len(studies))] for m, method in enumerate(METHODS)}
 
-    label = _cached(labeller.label)
+    label = functools.cache(labeller.label)
     reference_labels = [label(text) for text in tqdm(references, desc="labelling", unit="report",
                                                      disable=not progress)]
     draft_labels = {method: [label(text) for text in drafts[method]] for method in METHODS}
@@ -409,18 +410,6 @@ def _mesh_headings(reports: Sequence[Path], wanted: set[str]) -> dict[str, list[
     without one), for the labeller's silver check."""
     return {record.source_id: list(record.fields.get("mesh") or []) for record in load_reports(reports)
             if isinstance(record, SourceRecord) and record.source_id in wanted}
-
-
-def _cached(function: Callable[[str], dict[str, Label]]) -> Callable[[str], dict[str, Label]]:
-    """Label each distinct text once: a template or a popular retrieved impression recurs hundreds of times."""
-    memory: dict[str, dict[str, Label]] = {}
-
-    def labelled(text: str) -> dict[str, Label]:
-        if text not in memory:
-            memory[text] = function(text)
-        return memory[text]
-
-    return labelled
 
 
 def plot_metrics(report: Mapping[str, Any], path: Path) -> Path:

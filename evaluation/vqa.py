@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.metrics import confusion_matrix, f1_score
 from tqdm import tqdm
 
 from evaluation.joint import joint_split
@@ -61,8 +62,7 @@ def evaluate_vqa(assistant: Assistant, questions_json: Path, *, tenant: str, ima
     correct = [float(g == a) for g, a in zip(given, gold, strict=True)]
     majority = max(ANSWERS, key=gold.count)
     labels = [*ANSWERS, NO_ANSWER]
-    matrix = [[sum(1 for g, a in zip(given, gold, strict=True) if a == truth and g == guess) for guess in labels]
-              for truth in labels]
+    matrix = confusion_matrix(gold, given, labels=labels).tolist()
     decided = [c for c, g in zip(correct, given, strict=True) if g != NO_ANSWER]
     report = {
         "file": str(questions_json), "split": split.name if split else None,
@@ -83,8 +83,6 @@ def evaluate_vqa(assistant: Assistant, questions_json: Path, *, tenant: str, ima
 
 
 def _macro_f1(gold: list[str], given: list[str]) -> float:
-    from sklearn.metrics import f1_score
-
     return float(f1_score(gold, given, labels=list(ANSWERS), average="macro", zero_division=0))
 
 
