@@ -31,11 +31,17 @@ from tqdm import tqdm
 from medrag.assistant import STAGES, Assistant
 from medrag.datasets.pubmedqa import read_pubmedqa
 from medrag.datasets.splits import DEFAULT_SPLIT, card_split
-from medrag.generate.decision import LABELS, Decision, decision_evidence, decision_from, reader_scores
+from medrag.generate.decision import LABELS, Decision, decision_from
 from medrag.generate.grounding import CosineSupport, check
 from medrag.lm.base import renormalised
 from medrag.metrics import bootstrap_interval, label_metrics
-from medrag.reporting import pyplot, save_confusion_matrix, save_figure, write_json_and_markdown
+from medrag.reporting import (
+    pyplot,
+    save_confusion_matrix,
+    save_figure,
+    save_reliability_diagram,
+    write_json_and_markdown,
+)
 from training.decision import BATCH
 
 SWEEP = np.round(np.arange(0.30, 0.71, 0.05), 2)
@@ -50,6 +56,12 @@ def _decision_metrics(labels: list[str], decisions: list[Decision | None]) -> di
     metrics["decided"] = sum(d is not None for d in decisions)
     correct = [float(LABELS[int(row.argmax())] == label) for row, label in zip(probabilities, labels, strict=True)]
     metrics["accuracy_ci95"] = bootstrap_interval(correct)
+    # MIRAGE (Xiong et al. 2024) reports PubMedQA accuracy with the binomial standard error; given beside the
+    # bootstrap interval so a figure compares with its leaderboard directly.
+    metrics["accuracy_binomial_se"] = float(np.sqrt(metrics["accuracy"] * (1 - metrics["accuracy"]) / len(labels)))
+    decided = [d is not None for d in decisions]
+    metrics["confidence"] = [float(row.max()) for row, kept in zip(probabilities, decided, strict=True) if kept]
+    metrics["decided_correct"] = [c for c, kept in zip(correct, decided, strict=True) if kept]
     return metrics
 
 
@@ -97,10 +109,9 @@ def evaluate_answers(assistant: Assistant, questions_path: Path, *, tenant: str,
             extractive.append(answer.decision)
             evidence, relevant = writer.evidence(result)
             best_relevance["as_is"].append(max((s.relevance for s in evidence), default=-1.0))
-            zero_shot.append(decision_from(renormalised(reader_scores(writer.language_model, record.question,
-                                                                      decision_evidence(result))),
-                                           "zero-shot reader", "")
-                             if answer.decision else None)
+            # The reader's own probabilities from the same pass the decider read.
+            zero_shot.append(decision_from(renormalised(np.array(answer.decision.reader_scores)), "zero-shot reader",
+                                           "") if answer.decision else None)
             without = dataclasses.replace(result, fusion=None,
                                           evidence=[e for e in result.evidence if e.source_id != record.pmid])
             best_relevance["own_abstract_removed"].append(
@@ -162,6 +173,11 @@ def evaluate_answers(assistant: Assistant, questions_path: Path, *, tenant: str,
         for name in ("extractive", "zero_shot_reader"):
             save_confusion_matrix(report[f"{name}_decision"], out_dir / f"{name}_confusion.png",
                                   f"yes/no/maybe, {name.replace('_', ' ')} ({questions_path.name})")
+        decided = report["extractive_decision"]
+        if decided["confidence"]:
+            save_reliability_diagram(decided["confidence"], decided["decided_correct"],
+                                     out_dir / "extractive_reliability.png",
+                                     f"yes/no/maybe confidence, {decided['decided']} decided questions")
     return report
 
 
@@ -182,20 +198,27 @@ def plot_insufficient_sweep(report: dict[str, Any], path: Path) -> Path:
     return save_figure(figure, path)
 
 
+def _accuracy(metrics: dict[str, Any]) -> str:
+    se = metrics.get("accuracy_binomial_se")  # absent from reports written before it was added
+    return f"{metrics['accuracy']:.3f}" + (f" ± {se:.3f}" if se is not None else "")
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     lines = [f"# Answers on {Path(report['questions']).name} ({report['count']} questions, tenant {report['tenant']})",
-             "", "| decider | accuracy | macro-F1 | decided |", "|---|---|---|---|"]
+             "", "MIRAGE setting: each question alone searches everything in the tenant (no abstract given), then "
+             "the decision reads what came back; accuracy ± binomial standard error.", "",
+             "| decider | accuracy | macro-F1 | decided |", "|---|---|---|---|"]
     base = report["majority_baseline"]
     lines.append(f"| majority class ({base['label']}) | {base['accuracy']:.3f} | {base['macro_f1']:.3f} | all |")
     for name in ("extractive", "zero_shot_reader"):
         m = report[f"{name}_decision"]
-        lines.append(f"| {name.replace('_', ' ')} | {m['accuracy']:.3f} | {m['macro_f1']:.3f} | {m['decided']} |")
+        lines.append(f"| {name.replace('_', ' ')} | {_accuracy(m)} | {m['macro_f1']:.3f} | {m['decided']} |")
     held_out = report.get("held_out")  # absent from reports written before named splits
     if held_out:
         base, m = held_out["majority_baseline"], held_out["extractive_decision"]
         lines += [f"| majority class ({base['label']}), held-out questions | {base['accuracy']:.3f} | "
                   f"{base['macro_f1']:.3f} | all |",
-                  f"| extractive, held-out questions | {m['accuracy']:.3f} | {m['macro_f1']:.3f} | {m['decided']} |",
+                  f"| extractive, held-out questions | {_accuracy(m)} | {m['macro_f1']:.3f} | {m['decided']} |",
                   "", f"Held-out: the {held_out['questions']} questions in the test part of split "
                   f"{report['decision_model_split']} (the decision model's card), which it never trained on."]
     if report["decision_model_in_sample"]:

@@ -42,6 +42,7 @@ from medrag.vectors import JOINT_VECTOR, TEXT_VECTOR
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 IMAGE_BATCH = 32
 
+PIPELINE = "routed + rerank"
 RouteFn = Callable[[str, np.ndarray], Sequence[SourceSearch]]
 """A question and its text vector -> the searches to run
 (e.g. ``lambda q, v: router.route(Query(question=q), embedding=v).searches``)."""
@@ -100,9 +101,13 @@ def _retriever_search(retriever: Retriever, tenant: str, k: int,
 
 
 def evaluate_pubmedqa(retriever: Retriever, questions_json: Path, *, tenant: str,
-                      alphas: Sequence[float] = ALPHAS, router: RouteFn | None = None, k: int = 10,
+                      alphas: Sequence[float] = ALPHAS, router: RouteFn | None = None,
+                      pipeline: Callable[[str, np.ndarray], Ranked] | None = None, k: int = 10,
                       progress: bool = True) -> dict[str, Any]:
-    """Whether each question finds its own abstract (PMID), per method; the articles must be ingested in ``tenant``."""
+    """Whether each question finds its own abstract (PMID), per method; the articles must be ingested in ``tenant``.
+
+    ``pipeline``: the product's whole search (routed, then reranked by the configured reranker, e.g.
+    ``Assistant.search``), scored as "routed + rerank" beside the methods it is built from."""
     store = retriever.store
     questions = {record.pmid: record.question for record in read_pubmedqa(questions_json)}
     vectors = retriever.text_encoder.encode(list(questions.values()), progress=progress)
@@ -121,6 +126,8 @@ def evaluate_pubmedqa(retriever: Retriever, questions_json: Path, *, tenant: str
             routes[" + ".join(search.collection for search in searches)] += 1
             return searches
         fused["routed"] = _retriever_search(retriever, tenant, k, routed)
+    if pipeline is not None:
+        fused[PIPELINE] = pipeline
     for name, search in fused.items():
         # One method at a time on an emptied result cache: the routed run must not reuse unrouted results
         # (that would change its latency, never its ranking).
@@ -135,7 +142,20 @@ def evaluate_pubmedqa(retriever: Retriever, questions_json: Path, *, tenant: str
         "unrouted_sources": [dataclasses.asdict(search) for search in unrouted],
         "routes": dict(routes.most_common()),
         "comparison": compare_rankings(rankings, {pmid: {(ARTICLES, pmid)} for pmid in questions}),
+        "recall_curve": recall_curve(rankings, questions, k),
     }
+
+
+def recall_curve(rankings: Mapping[str, Mapping[str, Ranked]], questions: Collection[str],
+                 k: int) -> dict[str, list[float]]:
+    """recall@1..k of each method: the share of questions whose own abstract is in the top j (one relevant item
+    per question, so recall@j is hit@j)."""
+    curve = {}
+    for name, by_question in rankings.items():
+        ranks = [next((rank for rank, item in enumerate(by_question.get(pmid, ()), 1) if item == (ARTICLES, pmid)),
+                      None) for pmid in questions]
+        curve[name] = [float(np.mean([rank is not None and rank <= j for rank in ranks])) for j in range(1, k + 1)]
+    return curve
 
 
 # --- covid cases -----------------------------------------------------------------------------------------------------
@@ -293,6 +313,7 @@ def run_retrieval_eval(
     tenant: str = "eval",
     out_dir: Path | None = None,
     router: RouteFn | None = None,
+    pipeline: Callable[[str, np.ndarray], Ranked] | None = None,
     alphas: Sequence[float] = ALPHAS,
     k: int = 10,
     pubmed_paths: Sequence[Path] | None = None,
@@ -320,7 +341,7 @@ def run_retrieval_eval(
             "tenant": tenant,
             "ingested": {name: _ingest_counts(summary) for name, summary in ingested.items()},
             "pubmedqa": evaluate_pubmedqa(retriever, questions_json, tenant=tenant, alphas=alphas, router=router,
-                                          k=k, progress=progress),
+                                          pipeline=pipeline, k=k, progress=progress),
         }
         if metadata_csv is not None:
             report["covid"] = evaluate_covid(retriever, metadata_csv, tenant=tenant, alphas=alphas, k=k,
@@ -345,7 +366,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     """The report as Markdown tables: PubMedQA methods, then the covid tasks with their baselines."""
     qa = report["pubmedqa"]
     labels = {"unrouted": f"unrouted (all sources, equal weight, alpha={qa['best_alpha']:.2f})",
-              "routed": "routed (router's sources and weights)"}
+              "routed": "routed (router's sources and weights)",
+              PIPELINE: "routed + rerank (the product's search: router, retriever, configured reranker)"}
     lines = [
         "# Retrieval evaluation", "",
         f"## PubMedQA: own abstract among the top {qa['k']}", "",
@@ -419,7 +441,27 @@ def plot_alpha_sweep(report: Mapping[str, Any], path: Path) -> Path:
     return save_figure(figure, path)
 
 
+def plot_recall_curves(report: Mapping[str, Any], path: Path) -> Path:
+    """recall@k against k for BM25, dense, the best hybrid and the fused methods (the other alphas are in the
+    alpha plot)."""
+    qa = report["pubmedqa"]
+    shown = ["bm25", "dense", hybrid_name(qa["best_alpha"]), "unrouted", "routed", PIPELINE]
+    figure, axes = pyplot().subplots(figsize=(6, 4))
+    for name in shown:
+        if name in qa["recall_curve"]:
+            values = qa["recall_curve"][name]
+            axes.plot(range(1, len(values) + 1), values, marker=".", label=name)
+    axes.set(xlabel="k", ylabel="recall@k (own abstract in the top k)",
+             title=f"PubMedQA own-abstract retrieval ({qa['questions']} questions)")
+    axes.legend(loc="lower right", fontsize=8)
+    return save_figure(figure, path)
+
+
 def write_report(report: Mapping[str, Any], out_dir: Path) -> list[Path]:
-    """``retrieval.json``, ``retrieval.md`` and ``retrieval_alpha.png`` in ``out_dir``."""
-    return [*write_json_and_markdown(report, render_markdown(report), out_dir, "retrieval"),
-            plot_alpha_sweep(report, out_dir / "retrieval_alpha.png")]
+    """``retrieval.json``, ``retrieval.md``, ``retrieval_alpha.png`` and ``retrieval_recall_at_k.png`` in
+    ``out_dir``."""
+    written = [*write_json_and_markdown(report, render_markdown(report), out_dir, "retrieval"),
+               plot_alpha_sweep(report, out_dir / "retrieval_alpha.png")]
+    if "recall_curve" in report["pubmedqa"]:
+        written.append(plot_recall_curves(report, out_dir / "retrieval_recall_at_k.png"))
+    return written

@@ -15,7 +15,7 @@ import numpy as np
 
 from medrag.config import Config
 from medrag.encode.text import TextEncoder
-from medrag.metrics import label_metrics
+from medrag.metrics import bootstrap_interval, label_metrics
 from medrag.reporting import save_confusion_matrix
 from medrag.route.router import Route, Router
 from training.labelled_queries import LabelledQuery, read_queries
@@ -39,8 +39,13 @@ def evaluate_router(config: Config, queries_path: Path, out_dir: Path | None = N
     routes = router.route_batch([item.query for item in queries])
     intents = router.classifier.intents
     probabilities = np.array([[route.probabilities[name] for name in intents] for route in routes])
-    report = {"file": str(queries_path), **label_metrics([item.intent for item in queries], probabilities, intents,
+    truth = [item.intent for item in queries]
+    correct = [float(intents[index] == label) for index, label in zip(probabilities.argmax(axis=1), truth, strict=True)]
+    majority = max(intents, key=truth.count)
+    report = {"file": str(queries_path), **label_metrics(truth, probabilities, intents,
                                                                [item.origin for item in queries]),
+              "accuracy_ci95": bootstrap_interval(correct),
+              "majority_baseline": {"intent": majority, "accuracy": truth.count(majority) / len(truth)},
               "primary_source_recall": primary_source_recall(queries, routes, router),
               "low_confidence_share": float(np.mean([route.confidence < router.table.confidence_threshold
                                                      for route in routes]))}

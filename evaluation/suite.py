@@ -26,6 +26,10 @@ from medrag.reporting import write_json_and_markdown
 SEED = 0
 VQA_QUESTIONS = 60
 """Closed chest questions asked in a full run (each is a whole ``Assistant.ask``, about 5-10 s here)."""
+LATENCY_REQUESTS = 40
+"""Requests of each kind (text question, note + image) timed one at a time in a full run."""
+ABLATION_SEEDS = (0,)
+"""One seed per fusion variant keeps the suite inside its time; ``medrag eval ablate`` runs three."""
 Suite = Callable[[Path], dict[str, Any]]
 """Runs one suite writing into the folder given; returns its headline rows."""
 
@@ -45,8 +49,9 @@ def _subset_pubmedqa(path: Path, limit: int, work: Path) -> Path:
     return out
 
 
-def _interval(value: float, interval: Any) -> dict[str, Any]:
-    return {"value": float(value), "ci95": [float(bound) for bound in interval] if interval is not None else None}
+def _interval(value: float, interval: Any, se: float | None = None) -> dict[str, Any]:
+    row = {"value": float(value), "ci95": [float(bound) for bound in interval] if interval is not None else None}
+    return row if se is None else {**row, "se": float(se)}
 
 
 def _retrieval_suite(assistant: Assistant, questions: Path, metadata: Path | None, reports: list[Path],
@@ -60,8 +65,13 @@ def _retrieval_suite(assistant: Assistant, questions: Path, metadata: Path | Non
         def route(question: str, vector: np.ndarray) -> Any:
             return assistant.router.route(Query(question=question), embedding=vector).searches
 
+        def pipeline(question: str, _vector: np.ndarray) -> list[tuple[str, str]]:
+            return [(item.collection, item.source_id)
+                    for item in assistant.search(question=question, tenant=tenant).evidence]
+
         report = run_retrieval_eval(assistant.config, questions, metadata, tenant=tenant, out_dir=out,
-                                    router=route, pubmed_paths=[questions], report_paths=reports or None,
+                                    router=route, pipeline=pipeline, pubmed_paths=[questions],
+                                    report_paths=reports or None,
                                     store=assistant.store,
                                     text_encoder=assistant.text_encoder, joint_encoder=assistant.joint_encoder,
                                     progress=progress)
@@ -86,7 +96,11 @@ def _qa_suite(assistant: Assistant, questions: Path, tenant: str, generate: int,
         decision, majority = report["extractive_decision"], report["majority_baseline"]
         generated = report["generative"]
         return {"headline": {
-            "yes/no/maybe accuracy": _interval(decision["accuracy"], decision.get("accuracy_ci95")),
+            "yes/no/maybe accuracy (MIRAGE setting: question-only retrieval, ± binomial SE)":
+                _interval(decision["accuracy"], decision.get("accuracy_ci95"), decision["accuracy_binomial_se"]),
+            "zero-shot reader accuracy (same evidence)": _interval(
+                report["zero_shot_reader_decision"]["accuracy"],
+                report["zero_shot_reader_decision"].get("accuracy_ci95")),
             "yes/no/maybe macro-F1": _interval(decision["macro_f1"], None),
             f"majority class ({majority['label']}) accuracy": _interval(majority["accuracy"], None),
             "generated answers: citation precision as written": _interval(generated["citation_precision"], None),
@@ -132,6 +146,102 @@ def _vqa_suite(assistant: Assistant, questions: Path, tenant: str, count: int, p
     return run
 
 
+def _routing_suite(assistant: Assistant, inputs: DataInputs, limit: int | None) -> Suite:
+    """The router on labelled queries built from every input it can read (``training.labelled_queries``), kept
+    to the groups in the test part of the split the router trained on."""
+    def run(out: Path) -> dict[str, Any]:
+        from evaluation.routing import evaluate_router
+        from training.labelled_queries import labelled_queries, write_queries
+
+        queries = [query for query in labelled_queries(pubmedqa=inputs.pubmedqa, vqa_rad=inputs.vqa_rad,
+                                                       reports=inputs.reports, covid=inputs.covid_metadata,
+                                                       seed=SEED)
+                   if DEFAULT_SPLIT.part(query.group) == "test"]
+        if limit is not None:
+            by_intent: dict[str, list[Any]] = {}
+            for query in queries:
+                by_intent.setdefault(query.intent, []).append(query)
+            queries = [query for group in by_intent.values() for query in group[:limit]]
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / "held_out_queries.jsonl"
+        write_queries(queries, path)
+        report = evaluate_router(assistant.config, path, out, text_encoder=assistant.text_encoder)
+        majority = report["majority_baseline"]
+        return {"headline": {
+            "intent accuracy": _interval(report["accuracy"], report["accuracy_ci95"]),
+            "intent macro-F1": _interval(report["macro_f1"], None),
+            f"always {majority['intent']}: accuracy": _interval(majority["accuracy"], None),
+            "misrouted but still searching the primary source": _interval(report["primary_source_recall"], None),
+        }, "baseline": "majority intent", "queries": report["queries"]}
+    return run
+
+
+def _ablate_suite(assistant: Assistant, questions: Path, metadata: Path | None, tenant: str,
+                  progress: bool) -> Suite:
+    """The fusion design rules, one seed each, on the held-out queries of the fusion checkpoint's split; beside
+    them, the joint model's regularisers as measured when it was trained (its ``ablation.json``)."""
+    def run(out: Path) -> dict[str, Any]:
+        from evaluation.fusion import FULL, NO_FUSION, ablate, write_ablation
+        from evaluation.retrieval import ingest_knowledge
+        from medrag.fuse.checkpoint import DEFAULT_CHECKPOINT
+        from training.fusion_data import fusion_data
+
+        ingest_knowledge(assistant.config, assistant.store, tenant, questions, metadata,
+                         text_encoder=assistant.text_encoder,
+                         joint_encoder=assistant.joint_encoder if metadata else None, progress=progress)
+        # The candidates the fusion module learns from are the retrieval order, as `medrag train fusion` builds
+        # them: an Assistant on the same store and models with the reranker off.
+        unranked = Assistant(assistant.config.replace(reranker="retrieval"), assistant.store,
+                             text_encoder=assistant.text_encoder,
+                             joint_encoder=assistant.joint_encoder if metadata else None)
+        data = fusion_data(unranked, questions, metadata, tenant=tenant, cache_dir=assistant.config.cache_dir,
+                           progress=progress)
+        report = ablate(data, assistant.config.fusion_model or DEFAULT_CHECKPOINT, seeds=ABLATION_SEEDS,
+                        progress=progress)
+        joint = Path(assistant.joint_encoder.source) / "ablation.json" if metadata else None
+        if joint is not None and joint.is_file():
+            report["joint_model_regularisers"] = {
+                "source": str(joint), "measured": "when the joint model was trained: mean recall@5 of both "
+                "directions on its validation part, 3 seeds (rerun with `medrag train joint --ablate`)",
+                "results": json.loads(joint.read_text())}
+        write_ablation(report, out)
+        headline = {}
+        for task, metrics in report["fusion_gain"].items():
+            row = metrics["mrr"]
+            headline[f"{task} MRR, {NO_FUSION}"] = _interval(row[NO_FUSION], row[f"{NO_FUSION} ci95"])
+            headline[f"{task} MRR, fusion ({FULL})"] = _interval(row[FULL], row[f"{FULL} ci95"])
+            headline[f"{task} MRR gain of fusion (paired)"] = _interval(row["gain"], row["gain ci95"])
+        for name, result in report["results"].items():
+            if name not in (FULL, NO_FUSION) and "covid" in result:
+                headline[f"covid MRR, {name}"] = _interval(result["covid"]["mrr"]["mean"], None)
+        for name, result in report.get("joint_model_regularisers", {}).get("results", {}).items():
+            headline[f"joint model recall@5 (validation, recorded), {name}"] = _interval(result["mean"], None)
+        return {"headline": headline, "baseline": f"{NO_FUSION}; the full fusion model",
+                "seeds": list(ABLATION_SEEDS)}
+    return run
+
+
+def _latency_suite(assistant: Assistant, questions: Path | None, metadata: Path | None, tenant: str, count: int,
+                   progress: bool) -> Suite:
+    def run(out: Path) -> dict[str, Any]:
+        from evaluation.latency import END_TO_END, evaluate_latency
+        from medrag.datasets.covid import covid_cases
+
+        texts = [record.question for record in read_pubmedqa(questions)][:count] if questions else []
+        cases = [(case.note, case.image_path) for case in covid_cases(metadata)
+                 if case.note and case.image_path.is_file()][:count] if metadata else []
+        report = evaluate_latency(assistant, texts, cases, tenant=tenant, out_dir=out, progress=progress)
+        headline = {}
+        for kind, stages in report["kinds"].items():
+            for q in (50, 95, 99):
+                figure = stages[END_TO_END][f"p{q}_ms"]
+                headline[f"{kind}, end to end p{q} ms"] = _interval(figure["value"], figure["ci95"])
+        return {"headline": headline, "baseline": "per-stage split in latency.md; benchmarks/ for cold start and "
+                "concurrency", "requests": {kind: stages[END_TO_END]["count"]
+                                            for kind, stages in report["kinds"].items()}}
+    return run
+
+
 def report_headline(report: Mapping[str, Any]) -> dict[str, Any]:
     """BLEU-4, ROUGE-L, CIDEr and finding micro-F1 of each report-generation method, with intervals."""
     return {f"{method}: {metric}": _interval(result["metrics"][metric], result["ci95"][metric])
@@ -152,8 +262,17 @@ def suites(assistant: Assistant, inputs: DataInputs, *, tenant: str, work: Path,
     planned["retrieval"] = (_retrieval_suite(assistant, questions, covid, inputs.reports, tenant, progress)
                             if questions
                             else missing.format("PubMedQA-format"))
+    planned["routing"] = (_routing_suite(assistant, inputs, limit)
+                          if inputs.pubmedqa or inputs.vqa_rad or inputs.reports or inputs.covid_metadata
+                          else missing.format("labelled-query source (PubMedQA, VQA-RAD, IU reports, covid CSV)"))
     planned["qa"] = (_qa_suite(assistant, questions, tenant, generate, progress) if questions
                      else missing.format("PubMedQA-format"))
+    # The ablation trains a fusion module per design rule on the train part of the split: a smoke run's few
+    # held-out questions have no train part.
+    planned["ablate"] = ("not in a smoke run: it trains one fusion module per design rule; run `medrag eval ablate`"
+                         if limit is not None
+                         else _ablate_suite(assistant, questions, covid, progress=progress, tenant=tenant)
+                         if questions else missing.format("PubMedQA-format"))
     # The read is always scored on the whole file: its held-out part is found by the file's hash in the model's
     # card, so a cut copy of the training file would be scored in-sample.
     planned["read"] = (_read_suite(assistant, inputs.covid_metadata[0], progress) if inputs.covid_metadata
@@ -163,6 +282,9 @@ def suites(assistant: Assistant, inputs: DataInputs, *, tenant: str, work: Path,
                          else missing.format("IU XML reports + R2Gen split + CheXpert labeller"))
     planned["vqa"] = (_vqa_suite(assistant, inputs.vqa_rad[0], tenant, limit or VQA_QUESTIONS, progress)
                       if inputs.vqa_rad else missing.format("VQA-RAD-format"))
+    metadata = inputs.covid_metadata[0] if inputs.covid_metadata else None
+    planned["latency"] = (_latency_suite(assistant, questions, metadata, tenant, limit or LATENCY_REQUESTS, progress)
+                          if questions or metadata else missing.format("PubMedQA-format or image + note CSV"))
     return planned
 
 
@@ -201,9 +323,10 @@ def run_all(assistant: Assistant, data_dir: Path, out_dir: Path, *, tenant: str 
 
 def _figure(row: Mapping[str, Any]) -> str:
     interval = row.get("ci95")
+    figure = f"{row['value']:.3f}" + (f" ± {row['se']:.3f}" if "se" in row else "")
     if interval is None or any(np.isnan(bound) for bound in interval):
-        return f"{row['value']:.3f}"
-    return f"{row['value']:.3f} [{interval[0]:.3f}, {interval[1]:.3f}]"
+        return figure
+    return f"{figure} [{interval[0]:.3f}, {interval[1]:.3f}]"
 
 
 def render_index(index: Mapping[str, Any]) -> str:

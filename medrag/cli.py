@@ -534,7 +534,8 @@ def build_parser() -> argparse.ArgumentParser:
     eval_all.add_argument("--out", type=Path, default=Path("results"), help="output folder (default results/)")
     eval_all.add_argument("--limit", type=int, help="first N items of each input only (a smoke run)")
     eval_all.add_argument("--generate", type=int, default=20, help="questions answered generatively (default 20)")
-    eval_all.add_argument("--only", nargs="+", help="suites to run (retrieval, qa, read, report)")
+    eval_all.add_argument("--only", nargs="+",
+                          help="suites to run (retrieval, routing, qa, ablate, read, report, vqa, latency)")
     eval_all.add_argument("--tenant", default="eval", help="tenant to ingest into and search (default eval)")
     eval_all.add_argument("--no-progress", action="store_true", help="no progress bars")
     eval_all.set_defaults(run=_eval_all)

@@ -34,11 +34,23 @@ def save_figure(figure: Any, path: Path) -> Path:
     return path
 
 
+def strict_json(value: Any) -> Any:
+    """``value`` with every NaN or infinite float (an interval over no items, an undefined ratio) as None: Python
+    writes them as ``NaN``, which strict JSON readers (jq, browsers, pandas' default) refuse."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(item) for item in value]
+    return value
+
+
 def write_json_and_markdown(report: Mapping[str, Any], markdown: str, out_dir: Path, stem: str) -> list[Path]:
-    """``<stem>.json`` and ``<stem>.md`` in ``out_dir``."""
+    """``<stem>.json`` (strict JSON: no NaN) and ``<stem>.md`` in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, markdown_path = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
-    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    json_path.write_text(json.dumps(strict_json(report), indent=2, allow_nan=False) + "\n")
     markdown_path.write_text(markdown)
     return [json_path, markdown_path]
 

@@ -258,6 +258,9 @@ class Decision:
     """What is measured about the decider, shown beside the decision so nobody reads more into it."""
     abstained: bool = False
     """The confidence is below the decider's measured threshold: the evidence does not settle the question."""
+    reader_scores: tuple[float, ...] = ()
+    """The reader's log-probabilities of yes / no / maybe that the decider read (evaluation reuses them for the
+    zero-shot baseline instead of a second pass of the reader)."""
 
     @property
     def headline(self) -> str:

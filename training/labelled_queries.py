@@ -87,12 +87,21 @@ def covid_note_queries(metadata_csv: Path) -> Iterable[tuple[str, str, str]]:
 
 
 def build_labelled_queries(data_dir: Path, *, iu_limit: int = 400, seed: int = 0) -> list[LabelledQuery]:
-    """The labelled set from the shared data folder, de-identified; identical texts of an origin kept once."""
+    """The labelled set from the shared data folder's files (the router's training set)."""
+    return labelled_queries(pubmedqa=[data_dir / "pubmed" / "pubmedqa_pqal_dev.json"],
+                            vqa_rad=[data_dir / "vqa-rad" / "trainset.json"],
+                            reports=[data_dir / "reports" / "iu-openi" / "NLMCXR_reports.tgz"],
+                            covid=[data_dir / "cxr" / "covid" / "metadata.csv"], iu_limit=iu_limit, seed=seed)
+
+
+def labelled_queries(*, pubmedqa: Sequence[Path] = (), vqa_rad: Sequence[Path] = (), reports: Sequence[Path] = (),
+                     covid: Sequence[Path] = (), iu_limit: int = 400, seed: int = 0) -> list[LabelledQuery]:
+    """The labelled set from any files in these formats, de-identified; identical texts of an origin kept once."""
     sources = {
-        "literature": pubmedqa_queries(data_dir / "pubmed" / "pubmedqa_pqal_dev.json"),
-        "imaging": [*vqa_rad_queries(data_dir / "vqa-rad" / "trainset.json"),
-                    *iu_queries([data_dir / "reports" / "iu-openi" / "NLMCXR_reports.tgz"], iu_limit, seed)],
-        "clinical": covid_note_queries(data_dir / "cxr" / "covid" / "metadata.csv"),
+        "literature": [item for path in pubmedqa for item in pubmedqa_queries(path)],
+        "imaging": [*(item for path in vqa_rad for item in vqa_rad_queries(path)),
+                    *(iu_queries(list(reports), iu_limit, seed) if reports else ())],
+        "clinical": [item for path in covid for item in covid_note_queries(path)],
     }
     rng = random.Random(seed)
     seen: set[tuple[str, str]] = set()

@@ -247,11 +247,14 @@ class AnswerWriter:
         decider = self.decision_model
         if decider is not None and decider.fits(reader.name):
             models["decision"] = decider.name
-            return decider(scores)
-        models["decision"] = f"{reader.name} (zero-shot probabilities of yes / no / maybe)"
-        reliability = ("not measured: the decision model was not trained on this reader's scores; run "
-                       "`medrag train decision`" if decider else "not measured; train one with `medrag train decision`")
-        return decision_from(renormalised(scores), models["decision"], reliability)
+            decision = decider(scores)
+        else:
+            models["decision"] = f"{reader.name} (zero-shot probabilities of yes / no / maybe)"
+            reliability = ("not measured: the decision model was not trained on this reader's scores; run "
+                           "`medrag train decision`" if decider
+                           else "not measured; train one with `medrag train decision`")
+            decision = decision_from(renormalised(scores), models["decision"], reliability)
+        return dataclasses.replace(decision, reader_scores=tuple(float(score) for score in scores))
 
 
 def _assemble(grounding: Grounding, evidence: Sequence[EvidenceSentence], mode: str, decision: Decision | None,

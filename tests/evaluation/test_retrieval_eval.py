@@ -17,6 +17,7 @@ from evaluation.retrieval import (
     id_metrics,
     mean_metrics,
     rank_metrics,
+    recall_curve,
     report_is_relevant,
     run_retrieval_eval,
 )
@@ -49,6 +50,11 @@ def test_id_metrics_count_a_repeated_id_once_and_a_miss_as_zero():
     assert missed["mrr"] == missed["recall@10"] == missed["ndcg@10"] == 0.0
     mean = mean_metrics([found, missed])
     assert mean["queries"] == 2 and mean["recall@5"] == 0.5 and mean["mrr"] == pytest.approx(1 / 6)
+
+
+def test_recall_curve_counts_the_own_abstract_within_each_depth():
+    rankings = {"m": {"1": [(ARTICLES, "9"), (ARTICLES, "1")], "2": [(ARTICLES, "2")], "3": [(REPORTS, "3")]}}
+    assert recall_curve(rankings, ["1", "2", "3"], 3) == {"m": [1 / 3, 2 / 3, 2 / 3]}
 
 
 def test_report_relevance_follows_the_mesh_terms():

@@ -6,7 +6,7 @@ import json
 
 from evaluation.suite import run_all
 
-SUITES = ("retrieval", "qa", "read", "report", "vqa")
+SUITES = ("retrieval", "routing", "qa", "read", "report", "vqa", "latency")
 
 
 def test_eval_all_runs_every_supported_suite_and_writes_an_index(assistant, data_dir, tenant, tmp_path):
@@ -14,11 +14,20 @@ def test_eval_all_runs_every_supported_suite_and_writes_an_index(assistant, data
     index = run_all(assistant, data_dir, out, tenant=tenant, limit=6, generate=1, progress=False)
     suites = index["suites"]
     assert {name for name, result in suites.items() if result["status"] == "ok"} == set(SUITES), suites
+    assert suites["ablate"]["status"] == "not run" and "medrag eval ablate" in suites["ablate"]["why"]
     for name in SUITES:
         assert (out / name).is_dir() and any((out / name).glob("*.png")), f"{name} wrote its figures"
         for label, row in suites[name]["headline"].items():
             if row["ci95"] is not None and row["ci95"][0] == row["ci95"][0]:  # not NaN
                 assert row["ci95"][0] - 1e-9 <= row["value"] <= row["ci95"][1] + 1e-9, label
+    retrieval = json.loads((out / "retrieval" / "retrieval.json").read_text())["pubmedqa"]
+    assert "routed + rerank" in retrieval["methods"] and (out / "retrieval" / "retrieval_recall_at_k.png").is_file()
+    curve = retrieval["recall_curve"]["bm25"]
+    assert curve == sorted(curve) and len(curve) == retrieval["k"]
+    routing = suites["routing"]
+    assert 0 < routing["queries"] <= 6 * 3 and "always" in " ".join(routing["headline"])
+    latency = suites["latency"]["headline"]
+    assert latency["text question, end to end p50 ms"]["value"] <= latency["text question, end to end p99 ms"]["value"]
     qa = suites["qa"]
     assert qa["questions"] <= 6 and any("majority class" in label for label in qa["headline"])
     hashes = index["provenance"]["inputs_sha256"]
