@@ -22,6 +22,8 @@ from medrag.assistant import Assistant
 from medrag.datasets.pubmedqa import read_pubmedqa
 from medrag.datasets.splits import DEFAULT_SPLIT
 from medrag.reporting import write_json_and_markdown
+from medrag.sources import collections
+from medrag.store import Store, StoreError
 
 SEED = 0
 VQA_QUESTIONS = 60
@@ -176,19 +178,23 @@ def _routing_suite(assistant: Assistant, inputs: DataInputs, limit: int | None) 
     return run
 
 
-def _ablate_suite(assistant: Assistant, questions: Path, metadata: Path | None, tenant: str,
+def _ablate_suite(assistant: Assistant, questions: Path, metadata: Path | None, reports: list[Path], tenant: str,
                   progress: bool) -> Suite:
     """The fusion design rules, one seed each, on the held-out queries of the fusion checkpoint's split; beside
     them, the joint model's regularisers as measured when it was trained (its ``ablation.json``)."""
     def run(out: Path) -> dict[str, Any]:
         from evaluation.fusion import FULL, NO_FUSION, ablate, write_ablation
         from evaluation.retrieval import ingest_knowledge
+        from medrag.encode.joint import DEFAULT_CHECKPOINT as JOINT_CHECKPOINT
         from medrag.fuse.checkpoint import DEFAULT_CHECKPOINT
         from training.fusion_data import fusion_data
 
+        # Only what the data folder holds, as the retrieval suite ingests it: the tenant, and so every suite after
+        # this one, must not depend on the order the suites ran in.
         ingest_knowledge(assistant.config, assistant.store, tenant, questions, metadata,
                          text_encoder=assistant.text_encoder,
-                         joint_encoder=assistant.joint_encoder if metadata else None, progress=progress)
+                         joint_encoder=assistant.joint_encoder if metadata else None, pubmed_paths=[questions],
+                         report_paths=reports or None, progress=progress)
         # The candidates the fusion module learns from are the retrieval order, as `medrag train fusion` builds
         # them: an Assistant on the same store and models with the reranker off.
         unranked = Assistant(assistant.config.replace(reranker="retrieval"), assistant.store,
@@ -198,8 +204,8 @@ def _ablate_suite(assistant: Assistant, questions: Path, metadata: Path | None, 
                            progress=progress)
         report = ablate(data, assistant.config.fusion_model or DEFAULT_CHECKPOINT, seeds=ABLATION_SEEDS,
                         progress=progress)
-        joint = Path(assistant.joint_encoder.source) / "ablation.json" if metadata else None
-        if joint is not None and joint.is_file():
+        joint = Path(assistant.config.joint_model or JOINT_CHECKPOINT) / "ablation.json"
+        if metadata and joint.is_file():
             report["joint_model_regularisers"] = {
                 "source": str(joint), "measured": "when the joint model was trained: mean recall@5 of both "
                 "directions on its validation part, 3 seeds (rerun with `medrag train joint --ablate`)",
@@ -271,7 +277,7 @@ def suites(assistant: Assistant, inputs: DataInputs, *, tenant: str, work: Path,
     # held-out questions have no train part.
     planned["ablate"] = ("not in a smoke run: it trains one fusion module per design rule; run `medrag eval ablate`"
                          if limit is not None
-                         else _ablate_suite(assistant, questions, covid, progress=progress, tenant=tenant)
+                         else _ablate_suite(assistant, questions, covid, inputs.reports, tenant, progress)
                          if questions else missing.format("PubMedQA-format"))
     # The read is always scored on the whole file: its held-out part is found by the file's hash in the model's
     # card, so a cut copy of the training file would be scored in-sample.
@@ -286,6 +292,19 @@ def suites(assistant: Assistant, inputs: DataInputs, *, tenant: str, work: Path,
     planned["latency"] = (_latency_suite(assistant, questions, metadata, tenant, limit or LATENCY_REQUESTS, progress)
                           if questions or metadata else missing.format("PubMedQA-format or image + note CSV"))
     return planned
+
+
+def _tenant_objects(store: Store, tenant: str) -> dict[str, int]:
+    """Objects per collection in ``tenant`` (0 where the collection or the tenant does not exist): what the suites
+    searched, since objects from an earlier run or another command stay in the tenant and count too."""
+    counts = {}
+    for name in collections():
+        try:
+            present = tenant in store.tenants(name)
+        except StoreError:  # the collection was never created on this server
+            present = False
+        counts[name] = store.count(name, tenant=tenant) if present else 0
+    return counts
 
 
 def run_all(assistant: Assistant, data_dir: Path, out_dir: Path, *, tenant: str = "eval", limit: int | None = None,
@@ -313,7 +332,9 @@ def run_all(assistant: Assistant, data_dir: Path, out_dir: Path, *, tenant: str 
         results[name]["seconds"] = round(time.perf_counter() - stamp, 1)
     models = {"text": assistant.config.text_model, "joint": assistant.config.joint_model,
               "reader": assistant.config.generator_model, "decision": assistant.config.decision_model}
+    searched = _tenant_objects(assistant.store, tenant)
     index = {"data_dir": str(data_dir), "limit": limit, "found": inputs.found(), "suites": results,
+             "tenant": {"name": tenant, "objects": searched},
              "seconds": round(time.perf_counter() - started, 1),
              "provenance": provenance(assistant.config, inputs.paths(), seeds={"bootstrap": SEED},
                                       models=models)}
@@ -340,7 +361,11 @@ def render_index(index: Mapping[str, Any]) -> str:
         lines += [f"## [{name}]({name}/) ({result['seconds']} s; baseline: {result['baseline']})", "",
                   "| figure | value [95% CI] |", "|---|---|",
                   *(f"| {label} | {_figure(row)} |" for label, row in result["headline"].items()), ""]
+    if "tenant" in index:
+        objects = ", ".join(f"{count} {name}" for name, count in index["tenant"]["objects"].items())
+        lines += [f"Tenant `{index['tenant']['name']}` searched, at the end of the run: {objects}.", ""]
     lines += ["## Inputs", "", "| input | sha256 |", "|---|---|",
               *(f"| `{path}` | `{digest[:16]}` |" for path, digest in index["provenance"]["inputs_sha256"].items()),
-              "", f"Machine: {index['provenance']['machine']}; commit {index['provenance']['medrag_commit']}."]
+              "", "Machine: " + ", ".join(f"{key} {value}" for key, value in index["provenance"]["machine"].items())
+              + f"; commit {index['provenance']['medrag_commit']}."]
     return "\n".join(lines) + "\n"

@@ -291,7 +291,7 @@ def _eval_support(args: argparse.Namespace) -> int:
 
     encode = TextEncoder(args.config.text_model).encode
     settings = args.config.answer
-    reader = load_language_model(args.config.generator_model, args.config.cache_dir)
+    reader = load_language_model(args.config.generator_model, args.config.cache_dir, args.config.generator_threads)
     judges = [ReaderSupport(reader, encode, settings.min_entailment), CosineSupport(encode, settings.min_support)]
     report = evaluate_support(judges, encode, args.questions, count=args.count, seed=args.seed, out_dir=args.out,
                               progress=not args.no_progress)

@@ -166,7 +166,7 @@ class AnswerWriter:
 
     @functools.cached_property
     def language_model(self) -> LanguageModel:
-        return load_language_model(self.config.generator_model, self.config.cache_dir)
+        return load_language_model(self.config.generator_model, self.config.cache_dir, self.config.generator_threads)
 
     @functools.cached_property
     def support_judge(self) -> SupportJudge:

@@ -64,7 +64,7 @@ class ReaderRerank:
     @functools.cached_property
     def model(self) -> LanguageModel:
         """The configured reader, the same copy the answer writer uses."""
-        return load_language_model(self.config.generator_model, self.config.cache_dir)
+        return load_language_model(self.config.generator_model, self.config.cache_dir, self.config.generator_threads)
 
     @property
     def name(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from evaluation.suite import run_all
+from medrag.store import ARTICLES
 
 SUITES = ("retrieval", "routing", "qa", "read", "report", "vqa", "latency")
 
@@ -30,6 +31,7 @@ def test_eval_all_runs_every_supported_suite_and_writes_an_index(assistant, data
     assert latency["text question, end to end p50 ms"]["value"] <= latency["text question, end to end p99 ms"]["value"]
     qa = suites["qa"]
     assert qa["questions"] <= 6 and any("majority class" in label for label in qa["headline"])
+    assert index["tenant"]["name"] == tenant and index["tenant"]["objects"][ARTICLES] >= qa["questions"]
     hashes = index["provenance"]["inputs_sha256"]
     assert str(data_dir / "pubmed" / "pubmedqa_pqal_dev.json") in hashes
     assert all(len(digest) == 64 for digest in hashes.values())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import string
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from medrag.config import load_config
 from medrag.lm.base import GenerationSettings, TransformersModel
 from medrag.lm.load import load_language_model
 from medrag.lm.packaged import QWEN_CODER_1_5B, SMOLLM2_135M, PackagedModel
@@ -170,3 +172,12 @@ def test_a_hub_id_missing_from_the_local_cache_is_never_downloaded(config, monke
         load_language_model("medrag-test/not-a-model", config.cache_dir)
     with pytest.raises(FileNotFoundError, match=r"missing\.gguf does not exist; set MEDRAG_GENERATOR_MODEL"):
         load_language_model("missing.gguf", config.cache_dir)
+
+
+def test_the_reader_runs_on_the_configured_number_of_threads(config, smollm2):
+    threads = load_config(env={"MEDRAG_GENERATOR_THREADS": "1"}).generator_threads
+    single = load_language_model(SMOLLM2_135M.name, config.cache_dir, threads)
+    assert threads == 1 and single._llm.n_threads == 1 and single is not smollm2
+    assert smollm2._llm.n_threads == (os.cpu_count() or 1)
+    prompt = single.prompt("Answer in one word.", "Say yes.")
+    assert single.generate(prompt, GenerationSettings(max_new_tokens=2)).tokens
