@@ -160,7 +160,18 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     for name, metrics in results.items():
         lines.append(f"| {name} | " + " | ".join(_cell(metrics.get(task, {}).get(metric)) for task, metric in columns)
                      + " |")
-    return "\n".join(lines + _gain_markdown(report.get("fusion_gain", {}))) + "\n"
+    return "\n".join(lines + _gain_markdown(report.get("fusion_gain", {}))
+                     + _joint_markdown(report.get("joint_model_regularisers"))) + "\n"
+
+
+def _joint_markdown(joint: Mapping[str, Any] | None) -> list[str]:
+    """The joint model's regularisers as its training recorded them (``medrag eval all`` adds them)."""
+    if not joint:
+        return []
+    return ["", f"Joint model regularisers, recorded {joint['measured']} (`{joint['source']}`):", "",
+            "| option | mean | std | per seed |", "|---|---|---|---|",
+            *(f"| {name} | {row['mean']:.3f} | {row['std']:.3f} | {', '.join(f'{v:.3f}' for v in row['scores'])} |"
+              for name, row in joint["results"].items())]
 
 
 def _gain_markdown(gain: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[str]:
