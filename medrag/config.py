@@ -135,9 +135,10 @@ class Config:
     fallback; or any ``.gguf`` file (llama.cpp), a transformers causal-LM folder, or a hub id in the local
     Hugging Face cache (``microsoft/BioGPT-Large-PubMedQA``). Environment: ``MEDRAG_GENERATOR_MODEL``."""
     generator_threads: int | None = None
-    """CPU threads of a llama.cpp reader (default: every core). With several medrag worker processes on one
-    machine give each ``cores // workers``: 8 clients each using both cores of a 2-core machine answered at 0.55x
-    the throughput of one client (``benchmarks/concurrency.py``). Environment: ``MEDRAG_GENERATOR_THREADS``."""
+    """CPU threads of a llama.cpp reader (default: every core), for several worker processes on one machine
+    (``cores // workers`` each). On the 2-core test VM it changed little: 8 clients answered 0.244 requests/s with
+    one thread each against 0.232 with both cores each (``benchmarks/concurrency.py``); machines with more cores
+    than workers are where it matters. Environment: ``MEDRAG_GENERATOR_THREADS``."""
     decision_model: Path | None = None
     """Yes/no/maybe decision model folder (default: the committed one, ``medrag train decision``)."""
     read_model: Path | None = None
