@@ -58,7 +58,7 @@ from typing import Any
 import psutil
 import torch
 from ingest_throughput import PeakMemory, lifetime_peak_rss_bytes
-from query_latency import METADATA, QUESTIONS, load_queries, percentiles
+from query_latency import add_query_options, benchmark_config, load_queries, percentiles
 from scale import machine
 from tqdm import tqdm
 
@@ -253,11 +253,7 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--home", type=Path, required=True, help="medrag home holding the benchmark knowledge base")
-    parser.add_argument("--data-dir", type=Path, help="shared data folder (default: config data_dir)")
-    parser.add_argument("--questions", type=Path, help=f"PubMedQA-format JSON (default: <data dir>/{QUESTIONS})")
-    parser.add_argument("--metadata", type=Path, help="metadata.csv-format file with its image folder "
-                        f"(default: <data dir>/{METADATA})")
+    add_query_options(parser)
     parser.add_argument("--reports", type=Path, nargs="*", default=[],
                         help="report files or folders to ingest as well (IU XML/.tgz or CSV), e.g. NLMCXR_reports.tgz")
     parser.add_argument("--tenant", default="eval", help="tenant to fill and ask (default: query_latency.py's)")
@@ -273,9 +269,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.clients < 1 or args.seconds <= 0 or args.baseline_seconds <= 0:
         parser.error("--clients must be >= 1 and --seconds, --baseline-seconds > 0")
 
-    config = load_config().replace(home=args.home, weaviate={"url": None, "data_dir": None})
-    data = args.data_dir or Path(config.data_dir)
-    questions_file, metadata = args.questions or data / QUESTIONS, args.metadata or data / METADATA
+    config, questions_file, metadata = benchmark_config(args)
     for path, option in ((questions_file, "--questions"), (metadata, "--metadata"), *(
             (report, "--reports") for report in args.reports)):
         if not path.exists():

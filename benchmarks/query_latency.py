@@ -41,7 +41,7 @@ import numpy as np
 from tqdm import tqdm
 
 from medrag.assistant import STAGES, Assistant
-from medrag.config import load_config
+from medrag.config import Config, load_config
 from medrag.datasets.covid import read_covid_metadata
 from medrag.datasets.pubmedqa import read_pubmedqa
 from medrag.encode.joint import JointEncoder
@@ -73,6 +73,22 @@ def load_queries(questions: Path, metadata: Path) -> tuple[list[dict], list[dict
                          "'folder' column's folder (default images/) beside the CSV")
     return ([{"question": record.question} for record in read_pubmedqa(questions)],
             [{"note": row.note, "image": row.image_path} for row in cases])
+
+
+def add_query_options(parser: argparse.ArgumentParser) -> None:
+    """The options every query benchmark shares: its home and the files its queries come from."""
+    parser.add_argument("--home", type=Path, required=True, help="medrag home holding the benchmark knowledge base")
+    parser.add_argument("--data-dir", type=Path, help="shared data folder (default: config data_dir)")
+    parser.add_argument("--questions", type=Path, help=f"PubMedQA-format JSON (default: <data dir>/{QUESTIONS})")
+    parser.add_argument("--metadata", type=Path, help="metadata.csv-format file with its image folder "
+                        f"(default: <data dir>/{METADATA})")
+
+
+def benchmark_config(args: argparse.Namespace) -> tuple[Config, Path, Path]:
+    """The embedded server's config in ``--home``, and the question and case files (options or defaults)."""
+    config = load_config().replace(home=args.home, weaviate={"url": None, "data_dir": None})
+    data = args.data_dir or Path(config.data_dir)
+    return config, args.questions or data / QUESTIONS, args.metadata or data / METADATA
 
 
 def benchmark_queries(data: Path) -> tuple[list[dict], list[dict]]:
@@ -158,11 +174,7 @@ def _cold_start(store: Store, home: Path, tenant: str, queries: dict[str, dict],
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--home", type=Path, required=True, help="medrag home holding the benchmark knowledge base")
-    parser.add_argument("--data-dir", type=Path, help="shared data folder (default: config data_dir)")
-    parser.add_argument("--questions", type=Path, help=f"PubMedQA-format JSON (default: <data dir>/{QUESTIONS})")
-    parser.add_argument("--metadata", type=Path, help="metadata.csv-format file with its image folder "
-                        f"(default: <data dir>/{METADATA})")
+    add_query_options(parser)
     parser.add_argument("--tenant", default="eval", help="tenant to fill and search (default: the one "
                         "`medrag eval retrieval` fills, so the two share one ingestion)")
     parser.add_argument("--question-count", type=int, default=200, help="text-only questions searched")
@@ -171,9 +183,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/query_latency.json"))
     args = parser.parse_args()
 
-    config = load_config().replace(home=args.home, weaviate={"url": None, "data_dir": None})
+    config, questions_file, metadata = benchmark_config(args)
     data = args.data_dir or Path(config.data_dir)
-    questions_file, metadata = args.questions or data / QUESTIONS, args.metadata or data / METADATA
     questions, cases = load_queries(questions_file, metadata)
     n_questions, n_cases = args.question_count, args.case_count
     queries = questions[:n_questions] + cases[:n_cases]
