@@ -625,7 +625,8 @@ def main() -> None:
     parser.add_argument("--binary", type=Path, help="weaviate-server binary (default: the medrag cache)")
     parser.add_argument("--data-root", type=Path, default=Path("/tmp/medrag-scale-bench"))
     parser.add_argument("--keep-data", action="store_true", help="keep each run's data dir")
-    parser.add_argument("--append", action="store_true", help="merge into an existing --out with the same settings")
+    parser.add_argument("--append", action="store_true",
+                        help="merge into an existing --out with the same settings; runs recorded ok are kept")
     parser.add_argument("--deadline", help="HH:MM UTC today: skip a run projected to end later (recorded with its "
                         "projected time)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/scale.json"))
@@ -671,7 +672,6 @@ def main() -> None:
         report["baseline_brute_force_numpy"] = previous["baseline_brute_force_numpy"]
         report["runs"] = previous["runs"]
         report["sizes"] = sorted({*previous["sizes"], *sizes})
-    variants = ["none"] + ([settings.quantizer] if settings.quantizer != "none" else [])
 
     def late(n: int, quantizer: str) -> dict[str, Any] | None:
         """The skipped-run record when a run projected from earlier ones would end past --deadline."""
@@ -682,6 +682,12 @@ def main() -> None:
                 "reason": f"projected {projected / 60:.0f} min, past the deadline {args.deadline} UTC"}
 
     for n in sizes:
+        # --append keeps a run already measured at this size (the plain 1M run takes most of an hour)
+        variants = [quantizer for quantizer in ["none"] + ([settings.quantizer] if settings.quantizer != "none" else [])
+                    if report["runs"].get(f"{n}-{quantizer}", {}).get("status") != "ok"]
+        if not variants:
+            print(f"{n:,} objects: every run already in {args.out}")
+            continue
         needed, available = memory_needed(n, report["runs"]), meminfo("MemAvailable")
         if needed > 0.9 * available:
             for quantizer in variants:

@@ -34,7 +34,7 @@ from medrag.datasets.splits import DEFAULT_SPLIT, card_split
 from medrag.generate.decision import LABELS, Decision, decision_from
 from medrag.generate.grounding import CosineSupport, check
 from medrag.lm.base import renormalised
-from medrag.metrics import bootstrap_interval, label_metrics
+from medrag.metrics import bootstrap_interval, label_metrics, ratio_bootstrap_interval
 from medrag.reporting import (
     pyplot,
     save_confusion_matrix,
@@ -97,6 +97,7 @@ def evaluate_answers(assistant: Assistant, questions_path: Path, *, tenant: str,
     best_relevance: dict[str, list[float]] = {"as_is": [], "own_abstract_removed": []}
     written = {"citations": 0, "supported_citations": 0, "sentences": 0, "supported_sentences": 0}
     written_cosine = dict.fromkeys(written, 0)
+    per_answer: list[dict[str, int]] = []  # the counts of each generated answer, for the intervals
     cosine = CosineSupport(writer.encode, assistant.config.answer.min_support)
     kept_sentences = dropped_sentences = tokens = 0
     generate_seconds: list[float] = []
@@ -122,6 +123,7 @@ def evaluate_answers(assistant: Assistant, questions_path: Path, *, tenant: str,
                 searched = sum(generated.timings_ms[stage] for stage in STAGES) / 1000
                 answer_seconds.append(time.perf_counter() - started + searched)
                 as_cosine = check(generated.written, relevant, cosine) if generated.written else None
+                per_answer.append({name: generated.grounding.get(name, 0) for name in written})
                 for name in written:
                     written[name] += generated.grounding.get(name, 0)
                     written_cosine[name] += as_cosine.counts()[name] if as_cosine else 0
@@ -156,6 +158,11 @@ def evaluate_answers(assistant: Assistant, questions_path: Path, *, tenant: str,
             "answers": len(answer_seconds), "language_model": writer.language_model.name,
             "citation_precision": written["supported_citations"] / max(written["citations"], 1),
             "supported_sentence_share": written["supported_sentences"] / max(written["sentences"], 1),
+            "ci95": {"citation_precision": ratio_bootstrap_interval([a["supported_citations"] for a in per_answer],
+                                                                    [a["citations"] for a in per_answer]),
+                     "supported_sentence_share": ratio_bootstrap_interval(
+                         [a["supported_sentences"] for a in per_answer], [a["sentences"] for a in per_answer]),
+                     "unit": "answer (percentile bootstrap of the pooled ratio)"},
             "support_check": assistant.config.answer.support_check,
             "cosine_rule": {"citation_precision": written_cosine["supported_citations"] /
                             max(written_cosine["citations"], 1),
@@ -231,7 +238,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += ["", f"Insufficient evidence declared (min_relevance {report['min_relevance']}): {rate['as_is']:.3f} of "
               f"questions as is, {rate['own_abstract_removed']:.3f} with the question's own abstract removed.", "",
               f"Generative answers ({gen['answers']}, {gen['language_model']}): citation precision "
-              f"{gen['citation_precision']:.3f}, supported sentences {gen['supported_sentence_share']:.3f} as written "
+              f"{gen['citation_precision']:.3f} {_bracket(gen, 'citation_precision')}, supported sentences "
+              f"{gen['supported_sentence_share']:.3f} {_bracket(gen, 'supported_sentence_share')} as written "
               f"(judged by the {gen.get('support_check', 'configured')} check"
               + (f"; by the former cosine rule: {gen['cosine_rule']['citation_precision']:.3f} and "
                  f"{gen['cosine_rule']['supported_sentence_share']:.3f}" if "cosine_rule" in gen else "") + "); "
@@ -239,3 +247,9 @@ def render_markdown(report: dict[str, Any]) -> str:
               f"{gen['tokens_per_second']:.1f} tokens/s; end-to-end p50 {gen['seconds_p50'] or 0:.1f} s, "
               f"p95 {gen['seconds_p95'] or 0:.1f} s."]
     return "\n".join(lines)
+
+
+def _bracket(generated: dict[str, Any], name: str) -> str:
+    """A generated-answer figure's 95% interval over answers, as "[low, high]" (empty in reports from before)."""
+    low, high = generated.get("ci95", {}).get(name, [float("nan")] * 2)
+    return "" if low != low else f"[{low:.3f}, {high:.3f}]"

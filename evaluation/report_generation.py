@@ -13,8 +13,13 @@ real impression. The methods are the baselines any report generator must beat:
   two (highest mean cosine of the impressions' embeddings): a consensus that drops an odd nearest neighbour, in the
   spirit of X-REM's reranking of retrieved reports, at the cost of three look-ups.
 
-No language model writes here: the reader takes seconds per draft on these CPUs, which is the generation suite's
-job, not this baseline's.
+- ``retrieval + MBR consensus``: minimum-Bayes-risk selection among the k nearest train studies' impressions: the
+  one with the highest summed ROUGE-L against the other k - 1 (the expected score of a draft, with the neighbours'
+  impressions as samples of what this study's impression might be). k is tuned on the ``val`` split (mean ROUGE-L
+  against the val studies' own impressions, the train split as pool), never on the test split, and recorded.
+
+No language model writes here: the reader takes seconds per draft on these CPUs (about 25 minutes for the test
+split), and from the indication alone it would have nothing to write but what the neighbours say.
 
 Scores: BLEU-1..4, ROUGE-L, METEOR and CIDEr (CIDEr-D) through ``pycocoevalcap`` after its PTB tokenizer, as the
 captioning and R2Gen papers compute them (BLEU and CIDEr are corpus-level; ROUGE-L and METEOR are means of the
@@ -67,8 +72,14 @@ from medrag.reporting import pyplot, save_figure, write_json_and_markdown
 
 NORMAL_TEMPLATE = "No acute cardiopulmonary abnormality."
 TEST_SPLIT, POOL_SPLIT = "test", "train"
+TUNE_SPLIT = "val"
 VOTE_K = 3
-METHODS = ("normal template", "retrieval (nearest study)", f"retrieval (top-{VOTE_K} vote)")
+MBR_KS = (5, 10, 20, 40)
+"""Neighbour counts the MBR consensus is tuned over on the val split."""
+MBR_DEFAULT_K = 20
+"""k when the split file has no usable val split (recorded as untuned)."""
+METHODS = ("normal template", "retrieval (nearest study)", f"retrieval (top-{VOTE_K} vote)",
+           "retrieval + MBR consensus")
 NGRAM_METRICS = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "rouge_l", "meteor", "cider")
 FINDING_METRICS = ("finding_precision_micro", "finding_recall_micro", "finding_f1_micro", "finding_f1_macro")
 HEADLINE = NGRAM_METRICS + FINDING_METRICS
@@ -170,6 +181,50 @@ def consensus(candidates: Sequence[int], impression_vectors: Mapping[int, np.nda
     return candidates[int(np.argmax(agreement_with_others))]
 
 
+def _words(text: str) -> str:
+    """Lower-case word tokens joined by spaces: the MBR utility's tokenization (the java PTB tokenizer is kept for
+    scoring; the utility only ranks candidates against each other)."""
+    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+class MBRConsensus:
+    """Minimum-Bayes-risk choice among retrieved impressions with ROUGE-L (pycocoevalcap's) as the utility.
+
+    Written here because it is ours: selecting the candidate that maximises the expected metric against the other
+    candidates is what MBR decoding does with sampled hypotheses; the retrieved neighbours play the samples. Pairwise
+    utilities are cached per pool pair, so tuning k and scoring the test split share them."""
+
+    def __init__(self, impressions: Sequence[str]) -> None:
+        self._tokens = [_words(text) for text in impressions]
+        self._rouge = Rouge()
+        self._utility: dict[tuple[int, int], float] = {}
+
+    def utility(self, a: int, b: int) -> float:
+        key = (a, b) if a < b else (b, a)  # ROUGE-L F with beta 1.2 is not symmetric; one order is used for both
+        if key not in self._utility:
+            self._utility[key] = float(self._rouge.calc_score([self._tokens[key[0]]], [self._tokens[key[1]]]))
+        return self._utility[key]
+
+    def choose(self, candidates: Sequence[int]) -> int:
+        """The candidate with the highest summed utility against the others (ties: the nearer study)."""
+        if len(candidates) < 3:
+            return candidates[0]
+        totals = [sum(self.utility(c, other) for other in candidates if other != c) for c in candidates]
+        return candidates[int(np.argmax(totals))]
+
+    def tune(self, neighbours: Sequence[Sequence[int]], references: Sequence[str], ks: Sequence[int],
+             progress: bool) -> dict[str, Any]:
+        """The k of ``ks`` whose choices score the highest mean ROUGE-L against ``references`` (the val split)."""
+        rouge, targets = Rouge(), [_words(text) for text in references]
+        by_k = {}
+        for k in tqdm(ks, desc="tuning MBR k on val", unit="k", disable=not progress):
+            chosen = [self.choose(row[:k]) for row in neighbours]
+            by_k[k] = float(np.mean([rouge.calc_score([self._tokens[c]], [target])
+                                     for c, target in zip(chosen, targets, strict=True)]))
+        return {"k": max(by_k, key=by_k.__getitem__), "val_rouge_l_by_k": by_k, "val_studies": len(references),
+                "tuned_on": TUNE_SPLIT}
+
+
 # --- scores ----------------------------------------------------------------------------------------------------------
 
 @contextlib.contextmanager
@@ -197,6 +252,22 @@ def tokenize(texts: Mapping[str, str]) -> dict[str, str]:
     with contextlib.redirect_stdout(io.StringIO()), _child_stderr_captured():
         tokenized = PTBTokenizer().tokenize({key: [{"caption": text}] for key, text in texts.items()})
     return {key: value[0] for key, value in tokenized.items()}
+
+
+@contextlib.contextmanager
+def meteor_scorer() -> Iterator[Meteor]:
+    """pycocoevalcap's METEOR scorer, one JVM for every method; on exit its java process is ended and its pipes
+    are closed (its own ``__del__`` leaves stdout and stderr open, which Python reports as a ResourceWarning)."""
+    scorer = Meteor()
+    try:
+        yield scorer
+    finally:
+        process = scorer.meteor_p
+        process.stdin.close()
+        process.kill()
+        process.wait()
+        process.stdout.close()
+        process.stderr.close()
 
 
 def corpus_ngram_scores(references: Sequence[str], hypotheses: Sequence[str]) -> dict[str, float]:
@@ -305,20 +376,31 @@ def evaluate_report_generation(reports: Sequence[Path], split_file: Path, labell
                          f"{len(pool)} studies with both an indication and an impression; both must have some")
 
     encoder = encoder or TextEncoder()
-    query_vectors = encoder.encode([s.indication for s in studies])
     pool_vectors = encoder.encode([s.indication for s in pool], progress=progress)
-    neighbours = nearest_studies(query_vectors, pool_vectors, [study_key(s.report_id) or "" for s in studies],
-                                 [study_key(s.report_id) or "" for s in pool], VOTE_K)
-    candidates = sorted({i for row in neighbours for i in row})
+    pool_keys = [study_key(s.report_id) or "" for s in pool]
+
+    def neighbours_of(queries: Sequence[IUReport], k: int) -> list[list[int]]:
+        return nearest_studies(encoder.encode([s.indication for s in queries]), pool_vectors,
+                               [study_key(s.report_id) or "" for s in queries], pool_keys, k)
+
+    mbr = MBRConsensus([s.impression for s in pool])
+    tuning = usable.get(TUNE_SPLIT, [])[:count] if count is not None else usable.get(TUNE_SPLIT, [])
+    mbr_setting = (mbr.tune(neighbours_of(tuning, max(MBR_KS)), [s.impression for s in tuning], MBR_KS, progress)
+                   if tuning else {"k": MBR_DEFAULT_K, "tuned_on": f"not tuned: no usable {TUNE_SPLIT!r} split"})
+    neighbours = neighbours_of(studies, max(VOTE_K, mbr_setting["k"]))
+    candidates = sorted({i for row in neighbours for i in row[:VOTE_K]})
     impression_vectors = dict(zip(candidates, encoder.encode([pool[i].impression for i in candidates]), strict=True))
-    voted = [consensus(row, impression_vectors) for row in neighbours]
+    voted = [consensus(row[:VOTE_K], impression_vectors) for row in neighbours]
+    mbr_chosen = [mbr.choose(row[:mbr_setting["k"]]) for row in neighbours]
     sources: dict[str, list[str | None]] = {
         METHODS[0]: [None] * len(studies),
         METHODS[1]: [pool[row[0]].report_id for row in neighbours],
-        METHODS[2]: [pool[i].report_id for i in voted]}
+        METHODS[2]: [pool[i].report_id for i in voted],
+        METHODS[3]: [pool[i].report_id for i in mbr_chosen]}
     drafts = {METHODS[0]: [NORMAL_TEMPLATE] * len(studies),
               METHODS[1]: [pool[row[0]].impression for row in neighbours],
-              METHODS[2]: [pool[i].impression for i in voted]}
+              METHODS[2]: [pool[i].impression for i in voted],
+              METHODS[3]: [pool[i].impression for i in mbr_chosen]}
 
     references = [s.impression for s in studies]
     texts = {f"ref{i}": text for i, text in enumerate(references)}
@@ -335,12 +417,14 @@ def evaluate_report_generation(reports: Sequence[Path], split_file: Path, labell
 
     intervals = bootstrap_corpus(reference_tokens, draft_tokens, reference_labels, draft_labels, observations,
                                  resamples=resamples, seed=seed, progress=progress)
-    meteor_scorer = Meteor()  # its java process ends when the scorer is collected
     results: dict[str, Any] = {}
+    with meteor_scorer() as meteor:
+        per_study_by_method = {method: per_study_scores(reference_tokens, draft_tokens[method], meteor)
+                               for method in METHODS}
     for method in tqdm(METHODS, desc="scoring", unit="method", disable=not progress):
         corpus = _corpus_metrics(reference_tokens, draft_tokens[method], reference_labels, draft_labels[method],
                                  observations)
-        per_study = per_study_scores(reference_tokens, draft_tokens[method], meteor_scorer)
+        per_study = per_study_by_method[method]
         findings = finding_scores(reference_labels, draft_labels[method], observations)
         lenient = finding_scores(reference_labels, draft_labels[method], observations, uncertain_positive=True)
         abnormal = finding_scores(reference_labels, draft_labels[method],
@@ -357,6 +441,8 @@ def evaluate_report_generation(reports: Sequence[Path], split_file: Path, labell
             "uncertain_as_positive": {name: lenient[name] for name in FINDING_METRICS},
             "without_no_finding": {name: abnormal[name] for name in FINDING_METRICS},
             "distinct_drafts": len(set(drafts[method])),
+            "rouge_l_gain_over_template": _paired_gain(per_study["rouge_l"], per_study_by_method[METHODS[0]]["rouge_l"],
+                                                       seed),
             "per_study": {"rouge_l": [round(v, 4) for v in per_study["rouge_l"]],
                           "meteor": [round(v, 4) for v in per_study["meteor"]]},
         }
@@ -382,7 +468,11 @@ def evaluate_report_generation(reports: Sequence[Path], split_file: Path, labell
         "methods": {METHODS[0]: f"the fixed impression {NORMAL_TEMPLATE!r}",
                     METHODS[1]: "impression of the train study with the nearest indication (cosine, text encoder)",
                     METHODS[2]: f"of the {VOTE_K} nearest train studies, the impression with the highest mean "
-                                "cosine to the others'"},
+                                "cosine to the others'",
+                    METHODS[3]: f"of the {mbr_setting['k']} nearest train studies, the impression with the highest "
+                                f"summed ROUGE-L to the others' (k {'tuned on ' + TUNE_SPLIT if tuning else 'default'}"
+                                f" over {list(MBR_KS)})"},
+        "mbr": mbr_setting,
         "text_encoder": str(encoder.model_path),
         "seed": seed, "bootstrap": {"corpus_metrics_resamples": resamples, "per_study_metrics_resamples": 2000,
                                     "level": 0.95, "unit": "study"},
@@ -403,6 +493,12 @@ def evaluate_report_generation(reports: Sequence[Path], split_file: Path, labell
         write_json_and_markdown(report, render_markdown(report), Path(out_dir), "report")
         plot_metrics(report, Path(out_dir) / "report.png")
     return report
+
+
+def _paired_gain(scores: Sequence[float], baseline: Sequence[float], seed: int) -> dict[str, Any]:
+    """Mean per-study difference to the baseline's scores with its paired bootstrap interval."""
+    differences = np.asarray(scores) - np.asarray(baseline)
+    return {"mean": float(differences.mean()), "ci95": bootstrap_interval(differences, seed=seed)}
 
 
 def _mesh_headings(reports: Sequence[Path], wanted: set[str]) -> dict[str, list[str]]:
@@ -460,7 +556,12 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     for method, result in report["results"].items():
         lines.append(f"| {method} | " + " | ".join(_interval(result["metrics"][name], result["ci95"][name])
                                                    for name in HEADLINE) + " |")
+    mbr = report["mbr"]
+    tuned = (f"MBR consensus: k = {mbr['k']}, tuned on the {mbr['val_studies']} {mbr['tuned_on']} studies (mean "
+             "ROUGE-L by k: " + ", ".join(f"{k}: {value:.3f}" for k, value in mbr["val_rouge_l_by_k"].items()) + ")"
+             if "val_rouge_l_by_k" in mbr else f"MBR consensus: k = {mbr['k']}, {mbr['tuned_on']}")
     lines += ["", "Methods: " + "; ".join(f"**{name}**: {text}" for name, text in report["methods"].items()) + ".", "",
+              tuned + ".", "",
               "BLEU and CIDEr (CIDEr-D) are corpus-level, ROUGE-L and METEOR the mean of per-study scores "
               "(pycocoevalcap after its PTB tokenizer; the METEOR jar's corpus aggregate is in the JSON as "
               "`meteor_corpus`: " + ", ".join(f"{m} {r['meteor_corpus']:.3f}" for m, r in report["results"].items())
@@ -472,7 +573,12 @@ def render_markdown(report: Mapping[str, Any]) -> str:
               + ", ".join(f"{m} {r['without_no_finding']['finding_f1_micro']:.3f}"
                           for m, r in report["results"].items()) + ".", "",
               "Distinct drafts: " + ", ".join(f"{m} {r['distinct_drafts']}" for m, r in report["results"].items())
-              + ".", "", "Not computed: " + "; ".join(report["not_computed"]) + ".", ""]
+              + ". Paired ROUGE-L gain over the normal template, per study: "
+              + ", ".join(f"{m} {r['rouge_l_gain_over_template']['mean']:+.3f} "
+                          f"[{r['rouge_l_gain_over_template']['ci95'][0]:+.3f}, "
+                          f"{r['rouge_l_gain_over_template']['ci95'][1]:+.3f}]"
+                          for m, r in report["results"].items() if m != METHODS[0]) + ".", "",
+              "Not computed: " + "; ".join(report["not_computed"]) + ".", ""]
     check = report["labeller"]["agreement"]
     if check:
         lines += [f"## The finding labeller against `{Path(check['file']).name}` ({check['reports']} reports, "

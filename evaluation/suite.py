@@ -105,8 +105,10 @@ def _qa_suite(assistant: Assistant, questions: Path, tenant: str, generate: int,
                 report["zero_shot_reader_decision"].get("accuracy_ci95")),
             "yes/no/maybe macro-F1": _interval(decision["macro_f1"], None),
             f"majority class ({majority['label']}) accuracy": _interval(majority["accuracy"], None),
-            "generated answers: citation precision as written": _interval(generated["citation_precision"], None),
-            "generated answers: supported sentence share": _interval(generated["supported_sentence_share"], None),
+            "generated answers: citation precision as written": _interval(
+                generated["citation_precision"], generated["ci95"]["citation_precision"]),
+            "generated answers: supported sentence share": _interval(
+                generated["supported_sentence_share"], generated["ci95"]["supported_sentence_share"]),
         }, "baseline": "majority class", "questions": report["count"], "generated": generated["answers"]}
     return run
 
@@ -309,7 +311,10 @@ def _tenant_objects(store: Store, tenant: str) -> dict[str, int]:
 
 def run_all(assistant: Assistant, data_dir: Path, out_dir: Path, *, tenant: str = "eval", limit: int | None = None,
             generate: int = 20, only: tuple[str, ...] = (), progress: bool = True) -> dict[str, Any]:
-    """Run every suite ``data_dir`` supports into ``out_dir/<suite>/`` and write ``out_dir/index.{json,md}``."""
+    """Run every suite ``data_dir`` supports into ``out_dir/<suite>/`` and write ``out_dir/index.{json,md}``.
+
+    With ``only``, the named suites are rerun and an index already in ``out_dir`` keeps the other suites' entries;
+    the rerun is listed under ``reruns`` (suites, commit, date) so a reader sees which figures are newer."""
     out_dir = Path(out_dir)
     work = out_dir / "inputs"
     work.mkdir(parents=True, exist_ok=True)
@@ -338,6 +343,14 @@ def run_all(assistant: Assistant, data_dir: Path, out_dir: Path, *, tenant: str 
              "seconds": round(time.perf_counter() - started, 1),
              "provenance": provenance(assistant.config, inputs.paths(), seeds={"bootstrap": SEED},
                                       models=models)}
+    previous = out_dir / "index.json"
+    if only and previous.is_file():
+        kept = json.loads(previous.read_text())
+        index["suites"] = {**kept["suites"], **results}
+        index["reruns"] = [*kept.get("reruns", []), {"suites": list(results), "seconds": index["seconds"],
+                                                     "commit": index["provenance"]["medrag_commit"],
+                                                     "date": time.strftime("%Y-%m-%d", time.gmtime())}]
+        index["seconds"] = kept["seconds"]
     write_json_and_markdown(index, render_index(index), out_dir, "index")
     return index
 
@@ -361,6 +374,9 @@ def render_index(index: Mapping[str, Any]) -> str:
         lines += [f"## [{name}]({name}/) ({result['seconds']} s; baseline: {result['baseline']})", "",
                   "| figure | value [95% CI] |", "|---|---|",
                   *(f"| {label} | {_figure(row)} |" for label, row in result["headline"].items()), ""]
+    for rerun in index.get("reruns", []):
+        lines += [f"Rerun on {rerun['date']} at commit {rerun['commit']} ({rerun['seconds']} s): "
+                  f"{', '.join(rerun['suites'])}.", ""]
     if "tenant" in index:
         objects = ", ".join(f"{count} {name}" for name, count in index["tenant"]["objects"].items())
         lines += [f"Tenant `{index['tenant']['name']}` searched, at the end of the run: {objects}.", ""]

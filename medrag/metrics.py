@@ -68,6 +68,26 @@ def bootstrap_interval(values: Sequence[float], *, level: float = 0.95, resample
     return [float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))]
 
 
+def ratio_bootstrap_interval(numerators: Sequence[float], denominators: Sequence[float], *, level: float = 0.95,
+                             resamples: int = 2000, seed: int = 0) -> list[float]:
+    """[low, high] percentile-bootstrap interval of a pooled ratio sum(numerators) / sum(denominators), resampling
+    the units (e.g. answers) that each contribute a numerator and a denominator (e.g. supported citations and
+    citations): the counts inside one answer are not independent, so the answers are what is resampled.
+
+    Written here because scipy's bootstrap takes a statistic of resampled values, not a ratio of two paired sums;
+    resamples whose denominator is 0 are left out."""
+    top, bottom = np.asarray(numerators, dtype=float), np.asarray(denominators, dtype=float)
+    if len(top) != len(bottom):
+        raise ValueError(f"{len(top)} numerators but {len(bottom)} denominators; pass one of each per unit")
+    if not len(top) or not bottom.sum():
+        return [float("nan"), float("nan")]
+    draws = np.random.default_rng(seed).integers(0, len(top), (resamples, len(top)))
+    sums = bottom[draws].sum(axis=1)
+    ratios = top[draws].sum(axis=1)[sums > 0] / sums[sums > 0]
+    tail = (1 - level) / 2 * 100
+    return [float(np.percentile(ratios, tail)), float(np.percentile(ratios, 100 - tail))]
+
+
 def peak_ratio(grid: np.ndarray) -> float:
     """How many times a uniform cell's weight the hottest cell of an attention map gets (1 for a flat map): how
     far the map is from looking everywhere at once, whatever it looks at."""

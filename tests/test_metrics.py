@@ -1,11 +1,18 @@
-"""Shared metrics: the patient-grouped bootstrap of AUCs, calibration and selective accuracy."""
+"""Shared metrics: the patient-grouped bootstrap of AUCs, the answer-level bootstrap of pooled ratios, calibration
+and selective accuracy."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from medrag.metrics import expected_calibration_error, grouped_auc_interval, peak_ratio, selective_accuracy
+from medrag.metrics import (
+    expected_calibration_error,
+    grouped_auc_interval,
+    peak_ratio,
+    ratio_bootstrap_interval,
+    selective_accuracy,
+)
 
 
 def test_a_perfect_score_has_a_degenerate_interval_and_a_paired_gain_over_chance():
@@ -54,3 +61,16 @@ def test_selective_accuracy_keeps_predictions_at_or_above_each_threshold():
     rows = selective_accuracy([0.9, 0.7, 0.5], [True, False, True], [0.5, 0.7, 0.95])
     assert [row["coverage"] for row in rows] == pytest.approx([1.0, 2 / 3, 0.0])
     assert rows[0]["accuracy"] == pytest.approx(2 / 3) and rows[1]["accuracy"] == 0.5 and np.isnan(rows[2]["accuracy"])
+
+
+def test_ratio_interval_resamples_units_and_brackets_the_pooled_ratio():
+    supported, cited = [3, 0, 2, 4, 1], [4, 2, 2, 4, 3]
+    low, high = ratio_bootstrap_interval(supported, cited, seed=1)
+    assert low < sum(supported) / sum(cited) < high
+    assert ratio_bootstrap_interval([2, 4, 1], [2, 4, 1]) == [1.0, 1.0], "every unit fully supported"
+    # By hand: units 1/1 and 0/3. A resample of two is both first (p 1/4, ratio 1.0), mixed (p 1/2, the pooled
+    # 1/4 = 0.25, not the mean of the ratios 0.5) or both second (p 1/4, 0.0): the 30th and 70th percentiles are 0.25.
+    assert ratio_bootstrap_interval([1, 0], [1, 3], resamples=4000, level=0.4) == [0.25, 0.25]
+    assert all(value != value for value in ratio_bootstrap_interval([], []))
+    with pytest.raises(ValueError, match="one of each per unit"):
+        ratio_bootstrap_interval([1], [1, 2])

@@ -26,6 +26,9 @@ def test_answer_evaluation_reports_decisions_grounding_and_refusals(assistant, k
     assert rates["as_is"] <= rates["own_abstract_removed"], "removing the answer's abstract can only hurt"
     generated = report["generative"]
     assert generated["answers"] == 1 and 0 <= generated["citation_precision"] <= 1
+    low, high = generated["ci95"]["citation_precision"]
+    assert (low != low) == (generated["written"]["citations"] == 0), "an interval whenever something was cited"
+    assert low != low or low - 1e-9 <= generated["citation_precision"] <= high + 1e-9
     assert generated["written"]["supported_citations"] <= generated["written"]["citations"]
     cosine = generated["cosine_rule"]
     assert cosine["written"]["sentences"] == generated["written"]["sentences"], "both judges read the same text"

@@ -12,8 +12,10 @@ import pytest
 from evaluation.chexpert_labeler import NO_FINDING, agreement, load_labeller, mesh_agreement, read_rules
 from evaluation.report_generation import (
     HEADLINE,
+    MBR_DEFAULT_K,
     METHODS,
     NORMAL_TEMPLATE,
+    MBRConsensus,
     consensus,
     evaluate_report_generation,
     finding_scores,
@@ -186,6 +188,19 @@ def test_retrieval_never_returns_the_query_study_and_the_vote_picks_the_consensu
     assert consensus([1, 0], vectors) == 1, "fewer than three: the nearest"
 
 
+def test_mbr_consensus_picks_the_impression_the_neighbours_agree_with_and_tunes_k_on_val():
+    pool = ["No acute cardiopulmonary abnormality.", "Right lower lobe pneumonia.",
+            "No acute cardiopulmonary disease.", "No acute abnormality.", "Large right pleural effusion."]
+    mbr = MBRConsensus(pool)
+    assert mbr.choose([1, 0, 2]) in (0, 2), "the odd nearest neighbour is outvoted"
+    assert mbr.choose([1, 4]) == 1, "fewer than three: the nearest"
+    assert mbr.utility(0, 2) == mbr.utility(2, 0) > mbr.utility(0, 4) == 0.0
+    # One val study whose own impression is the pneumonia: k=1 copies it, k=3 is outvoted by the normals.
+    tuned = mbr.tune([[1, 0, 2]], ["Right lower lobe pneumonia."], (1, 3), progress=False)
+    assert tuned["k"] == 1 and tuned["val_rouge_l_by_k"][1] == pytest.approx(1.0)
+    assert tuned["val_rouge_l_by_k"][3] < 0.5
+
+
 def test_a_small_run_on_real_studies(data_dir, text_encoder, tmp_path):
     iu = data_dir / "reports" / "iu-openi"
     annotation = json.loads((iu / "r2gen_split_annotation.json").read_text())
@@ -213,6 +228,12 @@ def test_a_small_run_on_real_studies(data_dir, text_encoder, tmp_path):
     first = next(r for r in read_iu_reports([iu / "NLMCXR_reports.tgz"]) if r.report_id == report["studies"][0])
     assert first.impression not in written and first.indication not in written, "ids only: the IU licence"
     assert NORMAL_TEMPLATE in report["methods"][METHODS[0]]
+    assert report["mbr"] == {"k": MBR_DEFAULT_K, "tuned_on": "not tuned: no usable 'val' split"}, "no val here"
+    template = report["results"][METHODS[0]]["rouge_l_gain_over_template"]
+    assert template["mean"] == 0 and template["ci95"] == [0, 0], "the template against itself"
+    nearest = report["results"][METHODS[1]]
+    gain = nearest["rouge_l_gain_over_template"]
+    assert gain["mean"] == pytest.approx(nearest["metrics"]["rouge_l"] - report["results"][METHODS[0]]["metrics"]["rouge_l"])
     assert {str(iu / "NLMCXR_reports.tgz"), str(split)} <= set(report["inputs"])
     assert all(len(digest) == 64 for digest in report["inputs"].values())
     assert str(data_dir / "chexpert-labeler") in report["inputs"], "the labeller folder is hashed whole"

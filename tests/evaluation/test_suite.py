@@ -38,3 +38,8 @@ def test_eval_all_runs_every_supported_suite_and_writes_an_index(assistant, data
     written = json.loads((out / "index.json").read_text())
     assert written["limit"] == 6 and "smoke run" in (out / "index.md").read_text()
     assert "[retrieval](retrieval/)" in (out / "index.md").read_text()
+    rerun = run_all(assistant, data_dir, out, tenant=tenant, limit=6, generate=1, only=("routing",), progress=False)
+    assert set(rerun["suites"]) == set(suites), "a partial rerun keeps the other suites' entries"
+    assert rerun["suites"]["qa"] == json.loads(json.dumps(suites["qa"])), "kept as written"
+    assert [entry["suites"] for entry in rerun["reruns"]] == [["routing"]]
+    assert "Rerun on" in (out / "index.md").read_text() and "routing" in (out / "index.md").read_text()
