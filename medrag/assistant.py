@@ -13,17 +13,21 @@
 The work is done by the search pipeline (``medrag.pipeline.search``: prepare -> embed -> read -> route -> retrieve
 -> rerank) and the answer writer (``medrag.generate.writer``); the Assistant owns their lifecycle: the models
 (each loaded once, the joint image model when the first image arrives, the language model at the first
-generative answer), the store, and the lock that lets one request at a time through the models.
+generative answer), the store, and the lock that lets one request at a time through the models. Every ``ask``,
+``ask_batch``, ``search`` and ``search_batch`` writes one line per request to the audit trail (``medrag.audit``):
+the de-identified request, the sources returned, the answer and the models, or the error's type.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from medrag.audit import AuditTrail, Call
 from medrag.config import Config, load_config
 from medrag.deid.dicom import DicomDeidentifier
 from medrag.deid.secrets import deid_key
@@ -56,7 +60,7 @@ class Assistant:
         self.router = Router.load(config, self.text_encoder.encode)
         self.writer = AnswerWriter(config, self.retriever.text_vectors, self.text_encoder.dim)
         self.pipeline = SearchPipeline(
-            Prepare(QueryPreparer(DicomDeidentifier(deid_key(config)))),
+            Prepare(QueryPreparer(DicomDeidentifier(deid_key(config)), limits=config.limits)),
             Embed(self.retriever, lambda: self.joint_encoder, self.text_encoder.dim),
             Read(lambda: self.finding_reader, self.retriever, lambda: self.joint_encoder.source,
                  self.text_encoder.model_path),
@@ -64,6 +68,8 @@ class Assistant:
         # One request at a time through the models: torch already uses every core for one request, and the
         # query cache and the lazily loaded models are not meant for concurrent writers.
         self._lock = threading.RLock()
+        self.audit = AuditTrail.from_config(config)
+        """None when ``[audit] enabled`` is false."""
 
     @classmethod
     def local(cls, config: Config | None = None, **models: Any) -> Assistant:
@@ -110,31 +116,58 @@ class Assistant:
 
     def ask(self, question: str | None = None, note: str | None = None, image: ImageInput | None = None, *,
             filters: Filters | None = None, tenant: str | None = None, mode: str | None = None, k: int = 10,
-            hints: Hints | None = None, on_token: Callable[[str], None] | None = None) -> Answer:
+            hints: Hints | None = None, on_token: Callable[[str], None] | None = None,
+            actor: str | None = None) -> Answer:
         """Answer a request with cited evidence.
 
         ``image``: a DICOM or PNG/JPEG path, bytes, or a pydicom Dataset (de-identified before use).
         ``mode``: "extractive" quotes the best evidence sentences; "generative" lets the language model write
         (``on_token`` receives the text as it streams) and keeps only sentences the evidence supports; "auto"
         (default ``config.answer_mode``) takes the routing table's choice for the query's intent.
+        ``actor``: who asks, for the audit trail (default ``[audit] actor``, else the operating-system user).
         Raises ValueError for an empty query, an unreadable image or an unknown mode, and UnknownTenant.
         """
         request = Request(question, note, image, hints)
-        return self.ask_batch([request], filters=filters, tenant=tenant, mode=mode, k=k, on_token=on_token)[0]
+        call = self._call("ask", tenant, actor, k, filters)
+        return self._answer([request], call, filters=filters, tenant=tenant, mode=mode, k=k, on_token=on_token)[0]
 
     def ask_batch(self, requests: Sequence[Request | Mapping[str, Any]], *, filters: Filters | None = None,
                   tenant: str | None = None, mode: str | None = None, k: int = 10,
-                  on_token: Callable[[str], None] | None = None) -> list[Answer]:
+                  on_token: Callable[[str], None] | None = None, actor: str | None = None) -> list[Answer]:
         """Many requests (``Request``s, or dicts of question/note/image/hints) searched as one batch, then answered
-        in order."""
-        mode = mode or self.config.answer_mode
-        resolve_mode(mode, None)  # an unknown mode fails before any work
-        with self._lock:
-            answers = [self.writer(result, mode, on_token)
-                       for result in self.search_batch(requests, filters=filters, tenant=tenant, k=k)]
-        for answer in answers:
-            answer.models = {**self.models(answer.search), **answer.models}
+        in order (one audit line per request)."""
+        call = self._call("ask_batch", tenant, actor, k, filters)
+        return self._answer(requests, call, filters=filters, tenant=tenant, mode=mode, k=k, on_token=on_token)
+
+    def _answer(self, requests: Sequence[Request | Mapping[str, Any]], call: Call, *, filters: Filters | None,
+                tenant: str | None, mode: str | None, k: int,
+                on_token: Callable[[str], None] | None) -> list[Answer]:
+        """Search and answer, then record each answer (or the failure) in the audit trail."""
+        with self._audited(call, requests):
+            mode = mode or self.config.answer_mode
+            resolve_mode(mode, None)  # an unknown mode fails before any work
+            with self._lock:
+                answers = [self.writer(result, mode, on_token)
+                           for result in self._search(requests, filters=filters, tenant=tenant, k=k)]
+            for answer in answers:
+                answer.models = {**self.models(answer.search), **answer.models}
+        if self.audit is not None:
+            self.audit.answers(call, answers)
         return answers
+
+    def _call(self, kind: str, tenant: str | None, actor: str | None, k: int, filters: Filters | None) -> Call:
+        """What the audit line says about the call; the tenant as the store resolves a missing one."""
+        return Call(kind, tenant or self.store.config.weaviate.tenant, actor, k, filters)
+
+    @contextlib.contextmanager
+    def _audited(self, call: Call, requests: Sequence[Request | Mapping[str, Any]]) -> Iterator[None]:
+        """A request that raises is recorded too: its inputs' names and the error's type, never the message."""
+        try:
+            yield
+        except Exception as error:
+            if self.audit is not None:
+                self.audit.failure(call, requests, error)
+            raise
 
     def models(self, result: SearchResult | None = None) -> dict[str, str]:
         """Which model does each job (for the audit trail of an answer)."""
@@ -189,13 +222,29 @@ class Assistant:
 
     def search(self, question: str | None = None, note: str | None = None, image: ImageInput | None = None, *,
                filters: Filters | None = None, tenant: str | None = None, k: int = 10,
-               hints: Hints | None = None) -> SearchResult:
+               hints: Hints | None = None, actor: str | None = None) -> SearchResult:
         """Route the de-identified request, search the chosen sources, return the ranked evidence."""
-        return self.search_batch([Request(question, note, image, hints)], filters=filters, tenant=tenant, k=k)[0]
+        call = self._call("search", tenant, actor, k, filters)
+        return self._searched([Request(question, note, image, hints)], call, filters=filters, tenant=tenant, k=k)[0]
 
     def search_batch(self, requests: Sequence[Request | Mapping[str, Any]], *, filters: Filters | None = None,
-                     tenant: str | None = None, k: int = 10) -> list[SearchResult]:
+                     tenant: str | None = None, k: int = 10, actor: str | None = None) -> list[SearchResult]:
         """Many requests: one embedding call for the texts not cached yet, one for all images, one routing call;
         then a search and a rerank per request. Shared stages are split evenly in the timings."""
+        call = self._call("search_batch", tenant, actor, k, filters)
+        return self._searched(requests, call, filters=filters, tenant=tenant, k=k)
+
+    def _searched(self, requests: Sequence[Request | Mapping[str, Any]], call: Call, *, filters: Filters | None,
+                  tenant: str | None, k: int) -> list[SearchResult]:
+        """Search, then record each result (or the failure) in the audit trail."""
+        with self._audited(call, requests):
+            results = self._search(requests, filters=filters, tenant=tenant, k=k)
+        if self.audit is not None:
+            self.audit.searches(call, results, [self.models(result) for result in results])
+        return results
+
+    def _search(self, requests: Sequence[Request | Mapping[str, Any]], *, filters: Filters | None,
+                tenant: str | None, k: int) -> list[SearchResult]:
+        """The search pipeline, unrecorded: the public callers write the audit line."""
         with self._lock:
             return self.pipeline([Request.of(request) for request in requests], filters=filters, tenant=tenant, k=k)

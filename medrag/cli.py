@@ -34,6 +34,56 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit_verify(args: argparse.Namespace) -> int:
+    """Exit 1 on a broken chain, naming each break; truncation of the newest lines needs an anchor (``head``)."""
+    from medrag.audit import verify
+
+    result = verify(args.path or args.config.audit_log)
+    for found in result.breaks:
+        print(f"medrag: audit trail BROKEN: {found}", file=sys.stderr)
+    if not result.ok:
+        return 1
+    print(f"audit trail OK: {result.lines} lines in {len(result.files)} file(s), head {result.head}; compare the "
+          f"head with your last anchor (`medrag audit head`) to rule out removed newest lines")
+    return 0
+
+
+def _audit_head(args: argparse.Namespace) -> int:
+    from medrag.audit import AuditError, AuditLog
+
+    path = args.path or args.config.audit_log
+    if not path.exists() and not Path(f"{path}.1").exists():
+        raise FileNotFoundError(f"no audit log at {path}; give the log's path or set [audit] log / MEDRAG_AUDIT_LOG")
+    try:
+        print(AuditLog(path).head())
+    except AuditError as error:
+        print(f"medrag: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _tenant_add(args: argparse.Namespace) -> int:
+    """Provision a hospital with the root key and write its key file; the key itself is never printed."""
+    from medrag.store import Store
+    from medrag.store.tenants import key_path
+
+    path = args.out or key_path(args.config.home, args.name)
+    if path.exists() and not args.rotate:
+        print(f"medrag: error: {path} exists: hospital {args.name!r} has a key already; pass --rotate for a new one "
+              "(the old key stops working at once) or --out for another file", file=sys.stderr)
+        return 2
+    with Store.open(args.config) as store:
+        key = store.provision_tenant(args.name, write=not args.read_only, rotate=args.rotate)
+    key.save(path)
+    access = "search only" if args.read_only else "search and ingest"
+    server = (f"MEDRAG_WEAVIATE_URL={args.config.weaviate.url}" if args.config.weaviate.url
+              else "MEDRAG_WEAVIATE_RBAC=true")  # embedded: the hospital's process starts the server itself
+    print(f"hospital {key.tenant}: database user {key.user}, role {key.role} ({access}, tenant {key.tenant} only)")
+    print(f"key file: {path} (mode 0600; give it to that hospital only)")
+    print(f"connect with {server} MEDRAG_WEAVIATE_KEY_FILE={path} MEDRAG_WEAVIATE_TENANT={key.tenant}")
+    return 0
+
+
 def _server_install(args: argparse.Namespace) -> int:
     from medrag.store.binary import install_binary
 
@@ -42,16 +92,44 @@ def _server_install(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cluster_run(args: argparse.Namespace) -> int:
+    """Run ``--nodes`` Weaviate nodes on loopback as one cluster in the foreground (docs/cluster.md)."""
+    from medrag.store.binary import install_binary
+    from medrag.store.cluster import LocalCluster, cluster_dir
+
+    binary = install_binary(args.config)
+    cluster = LocalCluster(binary.path, cluster_dir(args.config), size=args.nodes,
+                           startup_timeout=args.config.weaviate.startup_timeout).start()
+    status = cluster.status()
+    for node in cluster.nodes:
+        print(f"{node.name}: {node.url} (gRPC port {node.grpc_port}), {status['health'].get(node.name)}, "
+              f"data in {node.data_dir}")
+    print(f"Raft leader: {status['leader']}; connect with MEDRAG_WEAVIATE_URL={cluster.url} "
+          f"MEDRAG_WEAVIATE_GRPC_PORT={cluster.nodes[0].grpc_port} MEDRAG_WEAVIATE_REPLICATION_FACTOR={args.nodes} "
+          f"MEDRAG_WEAVIATE_API_KEY=<the key in {cluster.root}/medrag-api-key>; Ctrl-C stops it")
+    try:
+        # Blocked, the signals wait for sigwait; unblocked, SIGTERM would end Python at once and orphan the nodes.
+        # Blocked only now: the nodes, started before, must keep SIGTERM for their own clean shutdown.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    finally:
+        cluster.stop()
+    return 0
+
+
 def _server_run(args: argparse.Namespace) -> int:
     """Run the embedded server in the foreground, for other processes (the UI, notebooks) to share."""
     from medrag.store.connection import start_embedded
 
+    if args.nodes != 1:
+        return _cluster_run(args)
     server = start_embedded(args.config)
     print(f"Weaviate {args.config.weaviate.version} on {server.url} (gRPC port {server.grpc_port}), "
           f"data in {server.data_dir}, log {server.log_path}")
     print(f"connect with MEDRAG_WEAVIATE_URL={server.url} MEDRAG_WEAVIATE_GRPC_PORT={server.grpc_port} "
           f"MEDRAG_WEAVIATE_API_KEY=<the key in {server.data_dir}/medrag-api-key>; Ctrl-C stops it")
     try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})  # as in _cluster_run
         signal.sigwait({signal.SIGINT, signal.SIGTERM})
     finally:
         server.stop()
@@ -535,7 +613,8 @@ def build_parser() -> argparse.ArgumentParser:
     eval_all.add_argument("--limit", type=int, help="first N items of each input only (a smoke run)")
     eval_all.add_argument("--generate", type=int, default=20, help="questions answered generatively (default 20)")
     eval_all.add_argument("--only", nargs="+",
-                          help="suites to run (retrieval, routing, qa, ablate, read, report, vqa, latency)")
+                          help="suites to run (retrieval, routing, qa, ablate, read, report, vqa, latency); an index "
+                          "already in --out keeps the other suites' entries")
     eval_all.add_argument("--tenant", default="eval", help="tenant to ingest into and search (default eval)")
     eval_all.add_argument("--no-progress", action="store_true", help="no progress bars")
     eval_all.set_defaults(run=_eval_all)
@@ -647,13 +726,38 @@ def build_parser() -> argparse.ArgumentParser:
     eval_rerank.add_argument("--no-progress", action="store_true", help="no progress bars")
     eval_rerank.set_defaults(run=_eval_rerank)
 
+    audit = commands.add_parser("audit", help="the hash-chained audit trail of requests").add_subparsers(
+        dest="audit_command", required=True, metavar="ACTION")
+    for action, run, what in (
+        ("verify", _audit_verify, "check the chain over the log and its rotated files; exit 1 naming each break"),
+        ("head", _audit_head, "print the last seq and hash, to anchor elsewhere (detects removed newest lines)"),
+    ):
+        command = audit.add_parser(action, help=what)
+        command.add_argument("path", nargs="?", type=Path, metavar="PATH",
+                             help="the audit log (default: [audit] log, <home>/audit/audit.jsonl)")
+        command.set_defaults(run=run)
+
     server = commands.add_parser("server", help="the embedded Weaviate server").add_subparsers(
         dest="server_command", required=True, metavar="ACTION"
     )
     server.add_parser("install", help="find or build the weaviate-server binary (once)").set_defaults(
         run=_server_install
     )
-    server.add_parser("run", help="run the embedded server in the foreground").set_defaults(run=_server_run)
+    server_run = server.add_parser("run", help="run the embedded server (or a local cluster) in the foreground")
+    server_run.add_argument("--nodes", type=int, default=1,
+                            help="nodes on this machine: more than 1 runs a Raft cluster on loopback (docs/cluster.md)")
+    server_run.set_defaults(run=_server_run)
+
+    tenant = commands.add_parser("tenant", help="hospitals: one tenant and one server-enforced key each")
+    tenant_actions = tenant.add_subparsers(dest="tenant_command", required=True, metavar="ACTION")
+    tenant_add = tenant_actions.add_parser(
+        "add", help="create a hospital's tenant, a role limited to it and a key (needs the root key, RBAC on)")
+    tenant_add.add_argument("name", help="the tenant (hospital) name: letters, digits, '-' or '_'")
+    tenant_add.add_argument("--read-only", action="store_true", help="search only: the key may not ingest")
+    tenant_add.add_argument("--rotate", action="store_true",
+                            help="issue a new key to an existing hospital (its old key stops working at once)")
+    tenant_add.add_argument("--out", type=Path, help="key file (default <home>/tenant-keys/NAME.json, mode 0600)")
+    tenant_add.set_defaults(run=_tenant_add)
     return parser
 
 

@@ -56,6 +56,24 @@ class WeaviateConfig:
     batch_size: int = 200
     tenant: str = "default"
     """Tenant used when a call names none (one tenant per hospital; this one for single-site use)."""
+    replication_factor: int = 1
+    """Copies of each object that collections are created with, one per node: 3 on a three-node cluster keeps
+    every object readable and writable at QUORUM while one node is down (docs/cluster.md). Weaviate 1.38+ runs async
+    replication on every replicated collection, so a node that was down catches up in the background (servers turn
+    it off with ``ASYNC_REPLICATION_DISABLED``). Environment: ``MEDRAG_WEAVIATE_REPLICATION_FACTOR``."""
+    consistency: str = "QUORUM"
+    """Replicas that must answer each read and acknowledge each write: ``ONE``, ``QUORUM`` (a majority; survives one
+    node of three down) or ``ALL`` (every replica the cluster still lists: Weaviate 1.39 stops counting a node gossip
+    has dropped, so ALL does not reliably refuse writes during an outage). Environment:
+    ``MEDRAG_WEAVIATE_CONSISTENCY``."""
+    rbac: bool = False
+    """Start the embedded server with Weaviate's role-based access control on: the generated key is the root
+    user's, and ``medrag tenant add NAME`` issues each hospital a key whose server-side role reaches only its own
+    tenant (docs/tenants.md). Environment: ``MEDRAG_WEAVIATE_RBAC``."""
+    key_file: Path | None = None
+    """A hospital's key file (written by ``medrag tenant add``): every request is sent with that key, so the
+    server decides what it may see; ``tenant`` must be the file's tenant. Environment:
+    ``MEDRAG_WEAVIATE_KEY_FILE``."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,6 +118,52 @@ class UIConfig:
     """JSON lines of clinicians' feedback (default ``<home>/feedback.jsonl``); holds no PHI."""
     results_dir: Path | None = None
     """Evaluation reports the app shows (default: ``evaluation/results`` of the installed package)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditConfig:
+    """The audit trail of requests (``[audit]`` in medrag.toml, ``MEDRAG_AUDIT_<KEY>``; ``medrag.audit``)."""
+
+    log: Path | None = None
+    """Hash-chained JSON lines of who asked what and what came back (default ``<home>/audit/audit.jsonl``); holds
+    the de-identified request only, never the caller's raw text."""
+    enabled: bool = True
+    """Write the trail; a request whose line cannot be written fails (the trail fails closed)."""
+    max_bytes: int = 10 * 1024 * 1024
+    """Size at which the log is rotated to ``audit.jsonl.1`` (older files shift to ``.2``, ...); the chain goes on
+    in the new file. Rotated files are never deleted by medrag."""
+    actor: str | None = None
+    """Who a request is recorded for when the caller names nobody (default: the operating-system user)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LimitsConfig:
+    """Hard limits on what medrag reads from outside (``[limits]`` in medrag.toml, ``MEDRAG_LIMITS_<KEY>``).
+
+    One place for every cap on hostile or malformed input (issue 18): a file, field or request above a limit is
+    refused with an error that names it and the variable to raise, instead of filling memory or the CPU.
+    """
+
+    max_file_mb: int = 512
+    """Largest knowledge file read, in MB after decompression (a gzip bomb stops here, not at the end of the disk).
+    A PubMed baseline file is about 200 MB unpacked; JSON is loaded whole, so this also bounds its memory."""
+    max_field_chars: int = 100_000
+    """Longest text value of one record (an XML text or attribute, a CSV cell, a JSON string); a PubMed abstract
+    or a radiology report is under 20,000 characters. Also the CSV reader's ``csv.field_size_limit``."""
+    max_xml_depth: int = 64
+    """Deepest XML element nesting; MEDLINE records nest about 8 deep. Deeper input is refused before it can
+    exhaust the converters' recursion."""
+    max_query_chars: int = 20_000
+    """Longest question or note of a request, in characters (a long clinical note is about 5,000)."""
+    max_image_mb: int = 128
+    """Largest DICOM, PNG or JPEG file decoded, in MB, checked before parsing; a chest radiograph DICOM is 5 to 30
+    MB, and the file is read into memory whole (so a lying length field cannot make the reader allocate 4 GB)."""
+    max_image_pixels: int = 40_000_000
+    """Most pixels an image may declare (Rows x Columns x SamplesPerPixel x frames for DICOM, width x height for
+    PNG/JPEG), checked before the pixel data are decoded: the largest radiography detectors give about 4,300 x
+    4,300 (18.5 M), and decoding needs about 20 bytes a pixel (float64 windowing), so this bounds it under 1 GB."""
+    max_dicom_depth: int = 16
+    """Deepest DICOM sequence nesting; radiograph headers nest 3 or 4 deep. Deeper files are refused."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,6 +229,8 @@ class Config:
     retrieval: RetrievalConfig = dataclasses.field(default_factory=RetrievalConfig)
     answer: AnswerConfig = dataclasses.field(default_factory=AnswerConfig)
     ui: UIConfig = dataclasses.field(default_factory=UIConfig)
+    audit: AuditConfig = dataclasses.field(default_factory=AuditConfig)
+    limits: LimitsConfig = dataclasses.field(default_factory=LimitsConfig)
 
     @property
     def weaviate_data_dir(self) -> Path:
@@ -173,6 +239,10 @@ class Config:
     @property
     def feedback_file(self) -> Path:
         return self.ui.feedback_file or self.home / "feedback.jsonl"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.audit.log or self.home / "audit" / "audit.jsonl"
 
     @property
     def image_dir(self) -> Path:

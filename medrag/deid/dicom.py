@@ -17,6 +17,12 @@ pipeline needs:
 * sequences: the library applies the table to the top-level dataset only; PS3.15 E.1.1 applies it to
   every nested item too, so it is run on each item here.
 * private tags: the library removes all or none; here a private creator whitelist is honoured.
+* file meta: the table's only file meta row is the Media Storage SOP Instance UID; the AE titles of the
+  transfer and the writer's identity (Implementation Class UID and Version Name, where sites put station
+  and user names) are removed too, and whoever writes the file fills in its own.
+
+``reliability/deid_validation.py`` scores this module against an answer key written from the standard
+(``docs/deid_validation.md``).
 """
 
 from __future__ import annotations
@@ -57,6 +63,8 @@ _PATIENT_ID = (0x0010, 0x0020)
 _REMOVED = (
     (0x0010, 0x0030),  # Patient's Birth Date: the Modified Dates option would only shift it
     (0x0010, 0x0032),  # Patient's Birth Time: times are otherwise retained by that option
+    (0x0002, 0x0012),  # Implementation Class UID (file meta): the writer's identity, which the
+    (0x0002, 0x0013),  # Implementation Version Name: writer fills in; sites put station or user names there
     (0x0002, 0x0016),  # Source Application Entity Title (file meta): names the sending station
     (0x0002, 0x0017),  # Sending Application Entity Title
     (0x0002, 0x0018),  # Receiving Application Entity Title

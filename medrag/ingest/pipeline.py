@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import inspect
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
@@ -130,9 +131,14 @@ class Ingestor:
         return f"{self.joint_encoder.source}:{self.joint_encoder.dim}" if self.joint_encoder else None
 
     def ingest(self, collection: str, paths: Iterable[Path], **options: Any) -> IngestSummary:
-        """Files or folders into any registered knowledge source; ``options`` (e.g. ``mapping``) go to its loader."""
+        """Files or folders into any registered knowledge source; ``options`` (e.g. ``mapping``) go to its loader.
+
+        A loader that takes ``limits`` gets the configured ``LimitsConfig`` (file size, text values, nesting), so
+        ``MEDRAG_LIMITS_*`` reaches the readers; loaders registered without that parameter are called as before."""
         source = get_source(collection)
         paths = list(paths)
+        if "limits" in inspect.signature(source.load).parameters:
+            options = {"limits": self.config.limits, **options}
         return self._run(collection, lambda: source.load(paths, **options), self._preparation(source))
 
     def pubmed(self, paths: Iterable[Path], mapping: str | Path | None = None) -> IngestSummary:
@@ -222,6 +228,11 @@ class Ingestor:
         hashes = {source_id: self._content_hash(item) for source_id, item in latest.items()}
         stored = self.store.stored_hashes(collection, list(latest), tenant=self.tenant)
         changed = [item for source_id, item in latest.items() if stored.get(source_id) != hashes[source_id]]
+        if self.store.check_vector_index:  # after a crash: unchanged objects whose vectors the index lost are rewritten
+            unchanged = [source_id for source_id in latest if stored.get(source_id) == hashes[source_id]]
+            lost = self.store.unindexed(collection, unchanged, tenant=self.tenant)
+            self.store.delete(collection, lost, tenant=self.tenant)
+            changed += [latest[source_id] for source_id in lost]
         summary.unchanged += len(prepared) - len(changed)
         if not changed:
             return

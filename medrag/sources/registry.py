@@ -73,7 +73,8 @@ class PrepareContext:
 
 
 Loader = Callable[..., Iterable[SourceRecord | Problem]]
-"""``load(paths, *, mapping=None, **options)``: records and problems, never an exception for one bad record."""
+"""``load(paths, *, mapping=None, **options)``: records and problems, never an exception for one bad record.
+A loader with a ``limits`` parameter is given the configured ``medrag.config.LimitsConfig`` by the ingestor."""
 Preparation = Callable[[SourceRecord], Prepared]
 
 

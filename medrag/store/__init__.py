@@ -2,6 +2,7 @@
 
 from medrag.sources import ARTICLES, CASES, REPORTS, object_uuid
 from medrag.store.errors import (
+    AccessDenied,
     BinaryNotFound,
     ConnectionFailed,
     ImportFailed,
@@ -11,11 +12,12 @@ from medrag.store.errors import (
 )
 from medrag.store.schema import collection_spec, collection_specs
 from medrag.store.store import Filters, Hit, ImportReport, Record, Store
+from medrag.store.tenants import TenantKey
 from medrag.vectors import JOINT_VECTOR, SENTENCE_VECTORS, TEXT_VECTOR, pack_vectors, unpack_vectors
 
 __all__ = [
     "ARTICLES", "CASES", "JOINT_VECTOR", "REPORTS", "SENTENCE_VECTORS", "TEXT_VECTOR",
-    "BinaryNotFound", "ConnectionFailed", "Filters", "Hit", "ImportFailed", "ImportReport", "Record",
-    "ServerStartError", "Store", "StoreError", "UnknownTenant", "collection_spec", "collection_specs",
+    "AccessDenied", "BinaryNotFound", "ConnectionFailed", "Filters", "Hit", "ImportFailed", "ImportReport", "Record",
+    "ServerStartError", "Store", "StoreError", "TenantKey", "UnknownTenant", "collection_spec", "collection_specs",
     "object_uuid", "pack_vectors", "unpack_vectors",
 ]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import urllib.parse
 from collections.abc import Callable
+from pathlib import Path
 
 import weaviate
-from weaviate.classes.init import AdditionalConfig, Auth, Timeout
+from weaviate.classes.init import AdditionalConfig, Auth, GrpcConfig, Timeout
 from weaviate.exceptions import (
     AuthenticationFailedError,
     UnexpectedStatusCodeError,
@@ -18,11 +20,18 @@ from medrag.store.binary import install_binary
 from medrag.store.errors import ConnectionFailed
 from medrag.store.server import EmbeddedServer
 
+WAIT_FOR_READY = ("grpc.service_config", json.dumps({"methodConfig": [{"name": [{}], "waitForReady": True}]}))
+"""Every gRPC call waits for the server up to its own deadline instead of failing at once with UNAVAILABLE. The
+client retries UNAVAILABLE with sleeps of 1, 2, 4, 8, 16 and 32 s (about a minute per call, found by the faults
+suite); waiting for ready turns a server that is down into DEADLINE_EXCEEDED after ``[weaviate] timeout``, which the
+client does not retry, and lets a call ride over a server restart shorter than that."""
+
 
 def _timeouts(config: Config) -> AdditionalConfig:
     # Bounded everywhere: an unreachable host must become an error, never a hang.
     seconds = config.weaviate.timeout
-    return AdditionalConfig(timeout=Timeout(init=min(seconds, 10.0), query=seconds, insert=seconds * 4))
+    return AdditionalConfig(timeout=Timeout(init=min(seconds, 10.0), query=seconds, insert=seconds * 4),
+                            grpc_config=GrpcConfig(channel_options=[WAIT_FOR_READY]))
 
 
 def connect_client(
@@ -33,8 +42,13 @@ def connect_client(
     grpc_host: str | None = None,
     grpc_port: int | None = None,
     secure: bool | None = None,
+    key_file: Path | None = None,
 ) -> weaviate.WeaviateClient:
-    """Connect and check liveness and credentials now, turning each failure into one clear message."""
+    """Connect and check liveness and credentials now, turning each failure into one clear message.
+
+    ``key_file``: the hospital key file the key came from (None: MEDRAG_WEAVIATE_API_KEY), named when the server
+    rejects the key.
+    """
     url = urllib.parse.urlsplit(http_url)
     if url.scheme not in ("http", "https") or not url.hostname:
         raise ConnectionFailed(f"Weaviate URL {http_url!r} is not an http(s) URL; fix MEDRAG_WEAVIATE_URL")
@@ -52,10 +66,10 @@ def connect_client(
         )
     except (AuthenticationFailedError, UnexpectedStatusCodeError) as error:
         if "401" in str(error) or "403" in str(error) or isinstance(error, AuthenticationFailedError):
-            raise ConnectionFailed(
-                f"Weaviate at {http_url} rejected the API key (HTTP 401/403). Set MEDRAG_WEAVIATE_API_KEY "
-                "to a key the server accepts"
-            ) from None
+            fix = ("Set MEDRAG_WEAVIATE_API_KEY to a key the server accepts" if key_file is None
+                   else f"The key in {key_file} was rotated or its user removed; ask the administrator for a new key "
+                   "file (`medrag tenant add NAME --rotate`)")
+            raise ConnectionFailed(f"Weaviate at {http_url} rejected the API key (HTTP 401/403). {fix}") from None
         raise ConnectionFailed(f"Weaviate at {http_url} answered with an error: {error}") from None
     except ValueError as error:  # the client validates its settings with pydantic before connecting
         raise ConnectionFailed(
@@ -81,5 +95,6 @@ def start_embedded(config: Config, log: Callable[[str], None] = print) -> Embedd
         hostname=config.weaviate.hostname,
         api_key=config.weaviate.api_key,
         startup_timeout=config.weaviate.startup_timeout,
+        rbac=config.weaviate.rbac,
     )
     return server.start()

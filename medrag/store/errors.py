@@ -23,6 +23,16 @@ class UnknownTenant(StoreError):
     """A call named a tenant that does not exist in the collection."""
 
 
+class AccessDenied(StoreError):
+    """Weaviate's role-based access control refused a request (HTTP 403): the key's role does not allow it."""
+
+    def __init__(self, message: str, *, user: str | None, permission: str | None, tenant: str | None) -> None:
+        super().__init__(message)
+        self.user = user
+        self.permission = permission
+        self.tenant = tenant
+
+
 class ImportFailed(StoreError):
     """Some objects of a batch import were rejected; ``failures`` lists each with its reason."""
 

@@ -1,8 +1,11 @@
 """Run one Weaviate node as a child process: the embedded default of medrag.
 
 The node gets its own data directory, free ports, API-key auth (anonymous access off) and a log
-file in the data directory. A lock file in the data directory, held by the server process itself,
-keeps two servers off the same data; a lock left by a dead process is taken over.
+file in the data directory. With ``rbac`` the generated key belongs to the root user of Weaviate's
+role-based access control and database users (one per hospital, ``Store.provision_tenant``) can be
+created through the API; without it every key may do everything. A lock file in the data directory,
+held by the server process itself, keeps two servers off the same data; a lock left by a dead process
+is taken over.
 """
 
 from __future__ import annotations
@@ -27,6 +30,14 @@ LOCK_FILE = "medrag-server.lock"
 KEY_FILE = "medrag-api-key"
 LOG_FILE = "weaviate.log"
 API_USER = "medrag"
+RBAC_ENVIRONMENT = {
+    "AUTHORIZATION_RBAC_ENABLED": "true",
+    "AUTHORIZATION_RBAC_ROOT_USERS": API_USER,
+    "AUTHENTICATION_DB_USERS_ENABLED": "true",
+}
+"""Roles on, the generated key's user as root, and keys of database users accepted (the root user creates them
+through the API). Weaviate 1.39 logs each denial at level error ("authorization denied", with the user, the
+permission and the tenant), so denials stay in the log at ``LOG_LEVEL=warning``."""
 
 
 def _port_is_free(port: int) -> bool:
@@ -72,19 +83,31 @@ class EmbeddedServer:
         hostname: str = "medrag-node",
         api_key: str | None = None,
         startup_timeout: float = 90.0,
+        rbac: bool = False,
     ) -> None:
         self.binary = Path(binary)
         self.data_dir = Path(data_dir).resolve()
         self.requested_port = port
         self.hostname = hostname
         self.startup_timeout = startup_timeout
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.api_key = api_key or _api_key(self.data_dir)
+        self.rbac = rbac
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.api_key = api_key or _api_key(self.data_dir)
+        except OSError as error:  # read-only mount, full disk, wrong owner: say which directory and what to do
+            raise ServerStartError(
+                f"Weaviate data dir {self.data_dir} is not writable: {error.strerror or error}. Make it writable "
+                "(mounted read-write, free space, owned by the user medrag runs as) or set MEDRAG_WEAVIATE_DATA_DIR "
+                "to a writable directory"
+            ) from None
         self.log_path = self.data_dir / LOG_FILE
         self.http_port = 0
         self.grpc_port = 0
         self._process: subprocess.Popen[bytes] | None = None
         self._lock: int | None = None
+        self.unclean_start = False
+        """The last server on this data dir did not stop cleanly (killed, crashed, power loss): its newest vector-index
+        entries may be lost while the objects are kept (see ``Store.unindexed``)."""
 
     @property
     def url(self) -> str:
@@ -108,6 +131,7 @@ class EmbeddedServer:
                 f"({info.get('url', 'unknown url')}). Stop that server (kill {info.get('pid', '<pid>')}) "
                 "or set MEDRAG_WEAVIATE_DATA_DIR to another directory"
             ) from None
+        self.unclean_start = os.fstat(descriptor).st_size > 0  # a clean stop empties the lock file
         return descriptor
 
     def _environment(self, gossip: int, raft: int) -> dict[str, str]:
@@ -134,6 +158,7 @@ class EmbeddedServer:
             "AUTHENTICATION_APIKEY_ENABLED": "true",
             "AUTHENTICATION_APIKEY_ALLOWED_KEYS": self.api_key,
             "AUTHENTICATION_APIKEY_USERS": API_USER,
+            **(RBAC_ENVIRONMENT if self.rbac else {}),
         }
 
     def start(self) -> EmbeddedServer:
@@ -158,11 +183,16 @@ class EmbeddedServer:
         atexit.register(self.stop)
         return self
 
-    def _launch(self) -> None:
+    def _pick_ports(self) -> tuple[int, int]:
+        """Set the HTTP and gRPC ports and return the first gossip and raft ports: free ones for a single node (a
+        cluster node pins its own, since its peers know them)."""
         self.http_port = self.requested_port or _free_ports(1, set())
         self.grpc_port = _free_ports(1, {self.http_port})
         gossip = _free_ports(2, {self.http_port, self.grpc_port})
-        raft = _free_ports(2, {self.http_port, self.grpc_port, gossip, gossip + 1})
+        return gossip, _free_ports(2, {self.http_port, self.grpc_port, gossip, gossip + 1})
+
+    def _launch(self) -> None:
+        gossip, raft = self._pick_ports()
         with open(self.log_path, "ab") as log:
             log.write(f"\n--- medrag starting weaviate-server on {self.url} ---\n".encode())
             log.flush()
@@ -202,8 +232,12 @@ class EmbeddedServer:
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
-    def exit_reason(self) -> str | None:
-        """Why the server is gone (exit code, log path and tail), or None while it runs."""
+    def exit_reason(self, settle: float = 0.0) -> str | None:
+        """Why the server is gone (exit code, log path and tail), or None while it runs; ``settle``: seconds to
+        wait for a process that is exiting (a killed one closes its sockets before it can be reaped)."""
+        if self._process is not None and settle > 0:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._process.wait(settle)
         if self._process is None or self._process.poll() is None:
             return None
         return (
@@ -215,15 +249,18 @@ class EmbeddedServer:
         """SIGTERM, wait, then SIGKILL if it will not go; releases the data-dir lock."""
         atexit.unregister(self.stop)
         process, self._process = self._process, None
+        clean = False
         if process is not None and process.poll() is None:
             process.send_signal(signal.SIGTERM)
             try:
-                process.wait(timeout)
+                clean = process.wait(timeout) == 0
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
         if self._lock is not None:
             with contextlib.suppress(OSError):
+                if clean:
+                    os.ftruncate(self._lock, 0)
                 os.close(self._lock)
             self._lock = None
 

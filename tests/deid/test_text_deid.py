@@ -81,6 +81,16 @@ PHI_CASES: list[tuple[str, list[str], list[str]]] = [
     ),
     ("Transferred from 25 Oak St, Boston, MA 02115 by ambulance.", ["25 Oak St", "Boston", "02115"], ["[ADDRESS]"]),
     ("Mailing: P.O. Box 4471, zip code 94143.", ["4471", "94143"], ["[ADDRESS]"]),
+    (
+        "Transferred from St. Agnes's Hospital to University of Lakeshore Medical Center.",
+        ["Agnes", "Lakeshore"],
+        ["[INSTITUTION]"],
+    ),
+    ("Contact Davis, Mark or BROWN, MARY about the film.", ["Davis", "Mark", "BROWN", "MARY"], ["[NAME]"]),
+    ("Discussed with Dr. Wei A. Wright; Daniel A. Novak, RN, paged.", ["Wei", "Wright", "Novak"], ["[NAME]"]),
+    ("PATIENT: Anthony Allen-O'Connor. James O'Connor visited.", ["Allen", "O'Connor"], ["[NAME]"]),
+    ("Home phone: (216) 596-2378 ext. 512. DOB: 1939-10-15.", ["596-2378", "512", "10-15"], ["[PHONE]", "[DATE]"]),
+    ("Address: 6332 Church Boulevard, Greenville\nMr. Hill is 95 years old.", ["Church", "Hill"], ["[ADDRESS]"]),
 ]
 
 CLINICAL_UNCHANGED: list[str] = [
@@ -108,6 +118,7 @@ CLINICAL_UNCHANGED: list[str] = [
     "Ordering provider: ED Physician. Attending: I have reviewed the images. cc: Pulmonary.",
     "New York Heart Association class III. Glasgow Coma Scale 14. St. Jude valve. Port-A-Cath tip in SVC.",
     "Right Upper Lobe. Left Main Bronchus. Cardiac Silhouette Normal. Grade 1 anterolisthesis of L4 on L5.",
+    "Seen in the Pulmonary Clinic at the General Hospital; Hodgkin, Parkinson and Crohn disease.",
 ]
 
 DATE_WORDS = "January|February|March|April|June|July|August|September|October|November|December"
@@ -226,8 +237,9 @@ def test_covid_notes_lose_dates_and_old_ages_and_keep_words(scrubber: TextScrubb
     changed = sum(n != r.text for n, r in zip(covid_notes, results, strict=True)) / len(covid_notes)
     print(f"covid notes: {len(covid_notes)}, changed {changed:.1%}, mean token retention {retention:.2%}")
     assert retention >= 0.97
-    # only dates and ages in these notes: they are published case reports without names or IDs
-    assert {k for r in results for k in r.counts} <= {"[DATE]", "[AGE>89]"}
+    # only dates, ages and the treating hospital ("San Raffaele Hospital"): published case reports without
+    # names or IDs
+    assert {k for r in results for k in r.counts} <= {"[DATE]", "[AGE>89]", "[INSTITUTION]"}
 
 
 def test_iu_reports_are_unchanged(scrubber: TextScrubber, iu_texts: list[str]) -> None:

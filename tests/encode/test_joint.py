@@ -14,7 +14,13 @@ import torch
 from knowledge_sources import DEMO_DIR
 from medrag.datasets.covid import covid_pairs
 from medrag.datasets.splits import DEFAULT_SPLIT
-from medrag.encode.joint import DEFAULT_CHECKPOINT, JointEncoder, _resolve_text_tower, base_model_config
+from medrag.encode.joint import (
+    DEFAULT_CHECKPOINT,
+    CorruptCheckpoint,
+    JointEncoder,
+    _resolve_text_tower,
+    base_model_config,
+)
 from medrag.imaging.radiograph import load_image_file
 from medrag.metrics import retrieval_metrics
 from training.joint import TrainOptions, train_joint
@@ -101,3 +107,18 @@ def test_training_beats_both_baselines_on_held_out_patients_and_is_reproducible(
     first, second = load_file(tmp_path / "a" / "projections.safetensors"), load_file(tmp_path / "b" /
                                                                                       "projections.safetensors")
     assert all(torch.equal(first[name], second[name]) for name in first)
+
+
+@pytest.mark.parametrize(("name", "damage"), [
+    ("projections.safetensors", lambda data: data[: len(data) // 2]),
+    ("medrag_joint.json", lambda data: b"{" + data[: len(data) // 3]),
+])
+def test_a_damaged_joint_checkpoint_names_the_file_and_the_fix(tmp_path, name, damage):
+    folder = tmp_path / "joint"
+    shutil.copytree(DEFAULT_CHECKPOINT, folder)
+    (folder / name).write_bytes(damage((folder / name).read_bytes()))
+    with pytest.raises(CorruptCheckpoint) as error:
+        JointEncoder.load(folder)
+    message = str(error.value)
+    assert f"joint checkpoint file {folder / name} is damaged" in message
+    assert "medrag train joint" in message and "MEDRAG_JOINT_MODEL" in message

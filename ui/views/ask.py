@@ -92,7 +92,7 @@ def _prepare(assistant: Assistant, payload: bytes | None, name: str, note: str, 
     if cached is not None and cached.signature == signature:
         return cached
     try:
-        original = read_dicom(io.BytesIO(payload)) if payload and is_dicom(payload) else None
+        original = read_dicom(io.BytesIO(payload), assistant.config.limits) if payload and is_dicom(payload) else None
         query = assistant.prepare(question, note, original if original is not None else payload)
     except ValueError as error:  # unreadable, not a radiograph, burned-in text: the message names the fix
         st.error(md.escape(f"{name or 'The request'}: {error}"))
