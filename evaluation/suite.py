@@ -355,10 +355,17 @@ def run_all(assistant: Assistant, data_dir: Path, out_dir: Path, *, tenant: str 
     return index
 
 
+def _defined(value: float | None) -> bool:
+    """Whether a figure has a value: NaN in a fresh run, None once read back from strict JSON (a kept suite)."""
+    return value is not None and not np.isnan(value)
+
+
 def _figure(row: Mapping[str, Any]) -> str:
     interval = row.get("ci95")
-    figure = f"{row['value']:.3f}" + (f" ± {row['se']:.3f}" if "se" in row else "")
-    if interval is None or any(np.isnan(bound) for bound in interval):
+    if not _defined(row["value"]):
+        return "n/a"
+    figure = f"{row['value']:.3f}" + (f" ± {row['se']:.3f}" if _defined(row.get("se")) else "")
+    if interval is None or not all(_defined(bound) for bound in interval):
         return figure
     return f"{figure} [{interval[0]:.3f}, {interval[1]:.3f}]"
 

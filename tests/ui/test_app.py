@@ -113,7 +113,9 @@ def test_two_sessions_never_see_each_others_upload_or_answer(app_environment, ap
     assert _answer(first).text == mine.text and _answer(second).text == theirs.text != mine.text
     home = Path(app_env["MEDRAG_HOME"])
     written = [path for path in home.rglob("*") if path.is_file() and "weaviate" not in path.parts]
-    assert all(path.name in ("deid.key", "feedback.jsonl") for path in written), written  # no upload on disk
+    # No upload on disk: the key, feedback and the audit trail (de-identified text only) are all the app writes.
+    allowed = ("deid.key", "feedback.jsonl", "audit.jsonl", "audit.jsonl.lock")
+    assert all(path.name in allowed for path in written), written
 
 
 def test_feedback_is_saved_as_a_json_line_without_phi(app_environment, app_env, dicom_study, tmp_path,
