@@ -112,7 +112,7 @@ class Ingestor:
         self.on_progress = on_progress
         key = deid_key(config)
         self.context = PrepareContext(DicomDeidentifier(key, allow_burned_in=allow_burned_in), TextScrubber(),
-                                      config.image_dir, self.tenant)
+                                      config.image_dir, self.tenant, config.limits)
         self._preparations: dict[str, Callable[[SourceRecord], Prepared]] = {}
         # Stored with every object: a new encoder changes every hash, so re-ingest re-encodes.
         self.encoder_id = f"{Path(self.text_encoder.model_path).name}:{self.text_encoder.dim}"

@@ -33,5 +33,6 @@ CASE_SOURCE = register_source(KnowledgeSource(
                   "salted pseudonym of the patient: links a patient's images, never the identity"),
             Field("license", "keyword")),
     load=load_cases,
-    prepare=lambda context: CasePreparer(context.deidentifier, context.scrubber, context.image_dir, context.tenant),
+    prepare=lambda context: CasePreparer(context.deidentifier, context.scrubber, context.image_dir, context.tenant,
+                                         context.limits),
     joint="image"))

@@ -18,9 +18,17 @@ import pydicom
 from PIL import Image
 
 from knowledge_sources.records import SourceRecord
+from medrag.config import LimitsConfig
 from medrag.deid.dicom import DicomDeidentifier, patient_name_words
 from medrag.deid.text import TextScrubber
-from medrag.imaging.radiograph import Radiograph, check_radiograph, load_image_file, read_dicom, to_radiograph
+from medrag.imaging.radiograph import (
+    DEFAULT_LIMITS,
+    Radiograph,
+    check_radiograph,
+    load_image_file,
+    read_dicom,
+    to_radiograph,
+)
 from medrag.sources.names import ARTICLES, CASES, REPORTS
 from medrag.sources.registry import Prepared, object_uuid
 from medrag.text.sentences import split_sentences
@@ -104,7 +112,10 @@ def _png_bytes(image: Radiograph) -> bytes:
 class CasePreparer:
     """Imaging cases: de-identify the DICOM (or read the image), scrub the note, keep the clean image."""
 
-    def __init__(self, deidentifier: DicomDeidentifier, scrubber: TextScrubber, image_dir: Path, tenant: str):
+    def __init__(self, deidentifier: DicomDeidentifier, scrubber: TextScrubber, image_dir: Path, tenant: str,
+                 limits: LimitsConfig = DEFAULT_LIMITS) -> None:
+        self.limits = limits
+        """Checked before any pixel is decoded, as for a question's image (``[limits]``)."""
         self.deidentifier = deidentifier
         self.scrubber = scrubber
         self.image_dir = image_dir
@@ -115,7 +126,7 @@ class CasePreparer:
             raise ValueError(f"{record.origin}: case has no image file")
         if record.source == "dicom":
             return self._from_dicom(record)
-        image = load_image_file(record.image_path)
+        image = load_image_file(record.image_path, self.limits)
         fields = record.fields
         properties = self._common(record.source, fields, self.scrubber)
         patient = fields.get("patient_id")
@@ -125,11 +136,11 @@ class CasePreparer:
         return Prepared(CASES, record.source_id, properties, image)
 
     def _from_dicom(self, record: SourceRecord) -> Prepared:
-        original = read_dicom(record.image_path)
+        original = read_dicom(record.image_path, self.limits)
         check_radiograph(original, origin=record.origin)
         names = patient_name_words(original)
         clean = self.deidentifier(original, origin=record.origin)
-        image = to_radiograph(clean)
+        image = to_radiograph(clean, self.limits)
         source_id = str(clean.SOPInstanceUID)
         fields = {
             "modality": image.metadata.get("modality"),

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from knowledge_sources.records import Problem, SourceRecord
+from medrag.config import LimitsConfig
 from medrag.deid.dicom import DicomDeidentifier
 from medrag.deid.text import TextScrubber
-from medrag.imaging.radiograph import Radiograph
+from medrag.imaging.radiograph import DEFAULT_LIMITS, Radiograph
 from medrag.vectors import SENTENCE_VECTORS
 
 FieldKind = Literal["prose", "keyword", "keywords", "texts", "int", "blob"]
@@ -70,6 +71,8 @@ class PrepareContext:
     scrubber: TextScrubber
     image_dir: Path
     tenant: str
+    limits: LimitsConfig = DEFAULT_LIMITS
+    """The configured limits on what is read (``[limits]``): file size, pixel count, sequence depth."""
 
 
 Loader = Callable[..., Iterable[SourceRecord | Problem]]

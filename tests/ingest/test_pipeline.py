@@ -100,3 +100,16 @@ def test_bad_records_are_reported_and_the_rest_goes_on(ingestor, tmp_path, store
     assert [origin for origin, _ in summary.failed] == [str(folder / "truncated.dcm")]
     assert f"failed: {folder / 'truncated.dcm'}: the DICOM file is truncated" in summary.render()
     assert store.count(CASES, tenant=tenant) == 3
+
+
+def test_ingested_images_are_read_within_the_configured_limits(config, store, tenant, text_encoder, data_dir):
+    from knowledge_sources.records import SourceRecord
+    from medrag.sources.builtin import CASE_SOURCE
+
+    tight = config.replace(limits={"max_image_pixels": 100})
+    ingestor = Ingestor(tight, store, text_encoder=text_encoder, joint=False, tenant=tenant, progress=False)
+    assert ingestor.context.limits == tight.limits
+    study = data_dir / "dicom" / "nema-rg1" / "RG1_UNCI.dcm"
+    record = SourceRecord("case", "rg1", "dicom", {}, study.name, image_path=study)
+    with pytest.raises(ValueError, match="MAX_IMAGE_PIXELS"):
+        CASE_SOURCE.prepare(ingestor.context)(record)
