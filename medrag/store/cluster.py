@@ -17,6 +17,8 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import json
+import logging
+import shutil
 import time
 import urllib.error
 import urllib.request
@@ -27,6 +29,8 @@ from typing import Any
 from medrag.config import Config
 from medrag.store.errors import ServerStartError
 from medrag.store.server import EmbeddedServer, _api_key, _free_ports
+
+log = logging.getLogger(__name__)
 
 PORTS_FILE = "cluster.json"
 
@@ -108,19 +112,24 @@ class LocalCluster:
         self.size = size
         self.startup_timeout = startup_timeout
         self.api_key = _api_key(self.root)
-        ports = self._ports()
-        names = [f"node{index + 1}" for index in range(size)]
+        self.server_env = dict(server_env or {})
+        self.fresh = not (self.root / PORTS_FILE).exists()
+        """True when this folder has never held a cluster: a failed first formation may then start over on new ports."""
+        self.nodes = self._nodes(binary, self._ports())
+
+    def _nodes(self, binary: Path, ports: list[NodePorts]) -> list[ClusterNode]:
+        names = [f"node{index + 1}" for index in range(self.size)]
         common = {
             "CLUSTER_ADVERTISE_ADDR": "127.0.0.1",
             "CLUSTER_BIND_ADDR": "127.0.0.1",
             "CLUSTER_JOIN": f"127.0.0.1:{ports[0].gossip}",
             "RAFT_JOIN": ",".join(f"{name}:{port.raft}" for name, port in zip(names, ports, strict=True)),
-            "RAFT_BOOTSTRAP_EXPECT": str(size),
-            **(server_env or {}),
+            "RAFT_BOOTSTRAP_EXPECT": str(self.size),
+            **self.server_env,
         }
-        self.nodes = [
+        return [
             ClusterNode(binary, self.root / name, name=name, ports=port, cluster_env=common, api_key=self.api_key,
-                        startup_timeout=startup_timeout)
+                        startup_timeout=self.startup_timeout)
             for name, port in zip(names, ports, strict=True)
         ]
 
@@ -144,19 +153,52 @@ class LocalCluster:
         return self.nodes[0].url
 
     def start(self) -> LocalCluster:
-        """Start every node at once (a node waits for the others before Raft can elect), then wait for the cluster."""
+        """Start every node and wait until they form one cluster; try once more if they do not.
+
+        On a loaded machine a node now and then never joins (its peers keep failing to reach its Raft port). A
+        second try mends that: a folder that has never held a cluster starts over on new ports, so a port another
+        process took in between is not reused; an existing cluster restarts on its own ports, which its Raft log
+        knows. The error after the second try carries each node's last log lines.
+        """
+        try:
+            self._start_and_form()
+        except ServerStartError as first:
+            log.warning("the %d-node cluster did not form (%s); starting it once more", self.size,
+                        str(first).splitlines()[0])
+            if self.fresh:
+                self._start_over()
+            try:
+                self._start_and_form()
+            except ServerStartError as second:
+                raise ServerStartError(f"{second}\n{self.log_tails()}") from first
+        self.fresh = False
+        return self
+
+    def _start_and_form(self) -> None:
+        """Start every node at once (a node waits for the others before Raft can elect), then wait for the cluster;
+        stop every node if either fails."""
         with concurrent.futures.ThreadPoolExecutor(self.size) as pool:
             futures = [pool.submit(node.start) for node in self.nodes]
             errors = [future.exception() for future in futures if future.exception() is not None]
-        if errors:
-            self.stop()
-            raise ServerStartError(f"{len(errors)} of {self.size} cluster nodes did not start: {errors[0]}")
         try:
+            if errors:
+                raise ServerStartError(f"{len(errors)} of {self.size} cluster nodes did not start: {errors[0]}")
             self.wait_until_formed()
         except BaseException:
             self.stop()
             raise
-        return self
+
+    def _start_over(self) -> None:
+        """Forget a cluster that never formed: its node folders (nothing was stored in them) and its ports."""
+        binary = self.nodes[0].binary
+        for node in self.nodes:
+            shutil.rmtree(node.data_dir, ignore_errors=True)
+        (self.root / PORTS_FILE).unlink(missing_ok=True)
+        self.nodes = self._nodes(binary, self._ports())
+
+    def log_tails(self, lines: int = 8) -> str:
+        """The last log lines of every node, to read why a cluster did not form."""
+        return "\n".join(f"--- {node.name} ({node.log_path}):\n{node.log_tail(lines)}" for node in self.nodes)
 
     def request(self, node: int, path: str) -> Any:
         """GET ``path`` of the REST API of one node (index in :attr:`nodes`), with the cluster's key."""

@@ -150,6 +150,9 @@ class EmbeddedServer:
             "DEFAULT_VECTORIZER_MODULE": "none",
             "AUTOSCHEMA_ENABLED": "false",
             "DISABLE_TELEMETRY": "true",
+            # Every server would otherwise open a debug listener on port 6060: the second one on a machine fails
+            # to bind it and logs an error, and the listener is nothing medrag's users need.
+            "GO_PROFILING_DISABLE": "true",
             "LOG_LEVEL": "warning",
             "QUERY_DEFAULTS_LIMIT": "25",
             "ENABLE_MODULES": "backup-filesystem",
