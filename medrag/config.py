@@ -134,6 +134,10 @@ class AuditConfig:
     in the new file. Rotated files are never deleted by medrag."""
     actor: str | None = None
     """Who a request is recorded for when the caller names nobody (default: the operating-system user)."""
+    actor_header: str | None = None
+    """The HTTP header in which the hospital's authenticating proxy in front of the app names the signed-in user
+    (e.g. ``X-Forwarded-Email`` from oauth2-proxy); the app records that user for each request. Unset: the app
+    records Streamlit's own login (``st.user``, when its ``[auth]`` is configured), else ``actor``."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -200,7 +200,7 @@ class QueryFault:
     """"ok" when the next request through the same Store succeeded after the server came back and, once the vector
     index was repaired, returned the right object."""
     lost_from_vector_index: int = 0
-    """Objects the kill took out of the vector index (kept in the object store): what ``repair_vector_index``
+    """Objects the kill took out of the vector index (kept in the object store): what ``repair_indexes``
     rewrote."""
 
 
@@ -298,7 +298,7 @@ def _next_query(store: Store, search: Callable[[], Any], probe_id: str) -> tuple
         hits = search()
     except StoreError as error:
         return f"failed: {str(error).splitlines()[0][:200]}", 0
-    lost = len(store.repair_vector_index(ARTICLES)) if store.check_vector_index else 0
+    lost = len(store.repair_indexes(ARTICLES)) if store.check_indexes else 0
     hits = search() if lost else hits
     return ("ok" if hits and hits[0].source_id == probe_id else f"wrong result: {hits}"), lost
 

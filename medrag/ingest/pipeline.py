@@ -228,11 +228,12 @@ class Ingestor:
         hashes = {source_id: self._content_hash(item) for source_id, item in latest.items()}
         stored = self.store.stored_hashes(collection, list(latest), tenant=self.tenant)
         changed = [item for source_id, item in latest.items() if stored.get(source_id) != hashes[source_id]]
-        if self.store.check_vector_index:  # after a crash: unchanged objects whose vectors the index lost are rewritten
-            unchanged = [source_id for source_id in latest if stored.get(source_id) == hashes[source_id]]
-            lost = self.store.unindexed(collection, unchanged, tenant=self.tenant)
+        if self.store.check_indexes:
+            # After a crash an object can be stored yet missing from its id index (then it looks absent here, and an
+            # upsert would not re-index it) or from its vector index: delete such objects and write them again.
+            lost = self.store.unindexed(collection, list(latest), tenant=self.tenant)
             self.store.delete(collection, lost, tenant=self.tenant)
-            changed += [latest[source_id] for source_id in lost]
+            changed += [latest[source_id] for source_id in lost if stored.get(source_id) == hashes[source_id]]
         summary.unchanged += len(prepared) - len(changed)
         if not changed:
             return

@@ -106,8 +106,8 @@ class EmbeddedServer:
         self._process: subprocess.Popen[bytes] | None = None
         self._lock: int | None = None
         self.unclean_start = False
-        """The last server on this data dir did not stop cleanly (killed, crashed, power loss): its newest vector-index
-        entries may be lost while the objects are kept (see ``Store.unindexed``)."""
+        """The last server on this data dir did not stop cleanly (killed, crashed, power loss): its newest id-index and
+        vector-index entries may be lost while the objects are kept (see ``Store.unindexed``)."""
 
     @property
     def url(self) -> str:

@@ -234,3 +234,29 @@ def test_an_empty_knowledge_base_says_so_and_offers_the_demo(app_environment, st
     assert not at.exception, at.exception
     assert f"The knowledge base (tenant {empty}) is empty" in _texts(at)
     assert at.button(key="ask.demo").label == "Load the demo knowledge base"
+
+
+def test_the_audit_trail_names_who_the_proxy_signed_in_or_says_nobody_did(app_environment, app_env,
+                                                                         monkeypatch) -> None:
+    monkeypatch.setenv("MEDRAG_AUDIT_ACTOR_HEADER", "X-Forwarded-Email")
+    at = _app().run()
+    at.text_input(key="ask.question").set_value(LITERATURE_QUESTION).run()
+    at.button(key="ask.go").click().run()
+    assert not at.exception
+    trail = Path(app_env["MEDRAG_HOME"]) / "audit" / "audit.jsonl"
+    last = json.loads(trail.read_text().splitlines()[-1])
+    # AppTest sends no headers: a request that did not come through the proxy is recorded as such, not as the
+    # app's service account.
+    assert last["actor"] == "unauthenticated (no X-Forwarded-Email header)"
+
+
+def test_the_signed_in_user_comes_from_the_proxy_header_else_streamlits_login() -> None:
+    from ui.views.ask import signed_in_user
+
+    proxy = {"X-Forwarded-Email": " radiologist@hospital.example "}
+    assert signed_in_user(proxy, "X-Forwarded-Email", {}) == "radiologist@hospital.example"
+    assert signed_in_user({}, "X-Forwarded-Email", {"is_logged_in": True, "email": "x@y"}) == (
+        "unauthenticated (no X-Forwarded-Email header)")
+    assert signed_in_user(proxy, None, {"is_logged_in": True, "email": "doctor@hospital.example"}) == (
+        "doctor@hospital.example")
+    assert signed_in_user(proxy, None, {"is_logged_in": False}) is None

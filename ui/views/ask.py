@@ -12,6 +12,8 @@ import dataclasses
 import hashlib
 import io
 import json
+from collections.abc import Mapping
+from typing import Any
 
 import streamlit as st
 
@@ -151,6 +153,19 @@ def _current_answer(signature: str) -> Answer | None:
     return stored[1] if stored and stored[0] == signature else None
 
 
+def signed_in_user(headers: Mapping[str, str], header: str | None, login: Mapping[str, Any]) -> str | None:
+    """Who uses the app, for the audit trail (the app's process runs as a service account, so the default actor
+    would name nobody): the user the hospital's proxy names in ``[audit] actor_header``; with that header
+    configured but absent the request did not come through the proxy, and the trail says so rather than guess.
+    Without the setting, Streamlit's own login (``st.user``) if any; else None, the trail's default actor."""
+    if header:
+        named = (headers.get(header) or "").strip()
+        return named[:200] if named else f"unauthenticated (no {header} header)"
+    if login.get("is_logged_in"):
+        return str(login.get("email") or login.get("name") or login.get("sub"))
+    return None
+
+
 def _ask(assistant: Assistant, prepared: Prepared, mode: str, k: int) -> Answer | None:
     """Search and answer; a generative answer streams into a draft (citations appear once checked)."""
     query = prepared.query
@@ -164,7 +179,9 @@ def _ask(assistant: Assistant, prepared: Prepared, mode: str, k: int) -> Answer 
     with st.spinner("Searching the knowledge base and writing the answer…"):
         try:
             answer = assistant.ask(query.question or None, query.note or None, query.image, mode=mode, k=k,
-                                   on_token=on_token)
+                                   on_token=on_token, actor=signed_in_user(st.context.headers,
+                                                                           config().audit.actor_header,
+                                                                           st.user.to_dict()))
         except ValueError as error:
             st.error(md.escape(str(error)))
             return None
