@@ -25,6 +25,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import psutil
 
@@ -37,32 +38,26 @@ from medrag.sources.prepare import prepare_article
 from medrag.store import Store
 
 
-class PeakMemory:
-    """Peak resident memory (bytes) of named processes while the block runs, sampled by a daemon thread.
+class Sampler:
+    """Calls ``_sample`` on entering the block, every ``interval`` seconds from a daemon thread, and on leaving it: the
+    loop both memory samplers (:class:`PeakMemory`, ``concurrency.MemoryTimeline``) share. ``began`` is the
+    monotonic time the block was entered."""
 
-    Sampling, not the kernel's VmHWM, because VmHWM is a lifetime peak that cannot be read per phase; a spike
-    shorter than ``interval`` can be missed. A process that is gone (or None) is left out of ``peaks``.
-    """
-
-    def __init__(self, pids: Mapping[str, int | None], interval: float = 0.05) -> None:
-        self._processes = {name: psutil.Process(pid) for name, pid in pids.items() if pid is not None}
+    def __init__(self, interval: float) -> None:
         self.interval = interval
-        self.peaks: dict[str, int] = {}
+        self.began = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample_until_stopped, daemon=True)
 
     def _sample(self) -> None:
-        for name, process in list(self._processes.items()):
-            try:
-                self.peaks[name] = max(self.peaks.get(name, 0), process.memory_info().rss)
-            except psutil.NoSuchProcess:
-                del self._processes[name]
+        raise NotImplementedError
 
     def _sample_until_stopped(self) -> None:
         while not self._stop.wait(self.interval):
             self._sample()
 
-    def __enter__(self) -> PeakMemory:
+    def __enter__(self) -> Self:
+        self.began = time.monotonic()
         self._sample()
         self._thread.start()
         return self
@@ -72,6 +67,26 @@ class PeakMemory:
         self._stop.set()
         self._thread.join()
         self._sample()
+
+
+class PeakMemory(Sampler):
+    """Peak resident memory (bytes) of named processes while the block runs, sampled by a daemon thread.
+
+    Sampling, not the kernel's VmHWM, because VmHWM is a lifetime peak that cannot be read per phase; a spike
+    shorter than ``interval`` can be missed. A process that is gone (or None) is left out of ``peaks``.
+    """
+
+    def __init__(self, pids: Mapping[str, int | None], interval: float = 0.05) -> None:
+        super().__init__(interval)
+        self._processes = {name: psutil.Process(pid) for name, pid in pids.items() if pid is not None}
+        self.peaks: dict[str, int] = {}
+
+    def _sample(self) -> None:
+        for name, process in list(self._processes.items()):
+            try:
+                self.peaks[name] = max(self.peaks.get(name, 0), process.memory_info().rss)
+            except psutil.NoSuchProcess:
+                del self._processes[name]
 
 
 def lifetime_peak_rss_bytes() -> int:

@@ -19,7 +19,8 @@ from medrag.config import load_config
 from medrag.reporting import strict_json
 from reliability import SUITES
 
-AREAS = ("audit", "hostile_input", "hostile_images", "faults", "cluster", "deid_validation", "tenants")
+AREAS = ("audit", "hostile_input", "hostile_images", "faults", "cluster", "deid_validation", "artefacts", "tenants",
+         "load", "poisoning")
 """Modules of this package that register a suite, in the order they run."""
 
 

@@ -10,11 +10,11 @@ import uuid
 import pytest
 
 from knowledge_sources import DEMO_DIR
-from medrag.generate.evidence import addresses_model
+from medrag.generate.evidence import addresses_model, quoted_evidence
 from medrag.generate.grounding import claims_with_citations
 from medrag.generate.prompt import SYSTEM, build_prompt
 from medrag.render import render_answer
-from medrag.store import CASES, REPORTS
+from medrag.store import ARTICLES, CASES, REPORTS
 from medrag.store.errors import UnknownTenant
 from medrag.types import DRAFT_NOTICE, INSUFFICIENT
 
@@ -77,9 +77,13 @@ def test_prompt_injection_in_retrieved_text_stays_data(assistant, store, pubmedq
         answer = assistant.ask(question=question, tenant=tenant, mode=mode)
         assert not any(addresses_model(citation.sentence) for citation in answer.citations)
         assert "doubles mortality" not in answer.text and "stopping antibiotics" not in answer.text
-        assert any("instruction to an AI model" in warning for warning in answer.warnings)
+        # A tampered source is withheld whole (its other sentences may be the payload), with a warning naming it.
+        assert answer.citations == [] and answer.insufficient
+        assert any(f"PubMed {NIGHT_PMID} was found and withheld" in warning and "instruction to an AI model" in warning
+                   for warning in answer.search.warnings)
+    # Text that reaches a prompt anyway (a prompt built from a known text) stays data there.
     model = assistant.writer.language_model
-    evidence, _ = assistant.writer.evidence(assistant.search(question=question, tenant=tenant))
+    evidence = quoted_evidence(ARTICLES, NIGHT_PMID, entry["CONTEXTS"])
     prompt, shown = build_prompt(model, question, "", evidence, 64)
     assert any(addresses_model(s.text) for s in shown), "the injected text is in the prompt, as data"
     clean_prompt, _ = build_prompt(model, question, "", [s for s in evidence if not s.addresses_model], 64)

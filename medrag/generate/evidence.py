@@ -9,30 +9,20 @@ so the "insufficient evidence" threshold means the same thing everywhere.
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
+from medrag.text.hostile import addresses_model
 from medrag.types import Evidence
 
 Encode = Callable[[Sequence[str]], np.ndarray]
 
-# Retrieved text is data. Sentences that speak to an AI model ("ignore previous instructions", "you are
-# now ...", chat-role markers) are kept and shown, but they never count as support for a claim. A short
-# pattern list, ours: the maintained detectors (llm-guard, rebuff) need hub models or a service.
-_ADDRESSES_MODEL = re.compile(
-    r"\b(ignore|disregard|forget|override)\b.{0,40}\b(instruction|instructions|prompt|rules|above|previous|prior)\b"
-    r"|\b(you are now|you must now|as an ai|language model|system prompt|new instructions)\b"
-    r"|<\|[a-z_]+\|>|^\s*(system|assistant|user)\s*:",
-    re.IGNORECASE,
-)
-
-
-def addresses_model(text: str) -> bool:
-    """True when ``text`` reads as an instruction to an AI model rather than as clinical content."""
-    return bool(_ADDRESSES_MODEL.search(text))
+# Retrieved text is data. Sentences that speak to an AI model ("ignore previous instructions", "you are now ...",
+# chat-role markers, requests for patient data) are kept and shown, but they never count as support for a claim
+# (``medrag.text.hostile`` holds the patterns; a whole source with such signs is withheld at retrieval).
+__all__ = ["EvidenceSentence", "addresses_model", "gather_evidence", "quoted_evidence"]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,7 +22,7 @@ from medrag.imaging.radiograph import radiograph_metadata
 from medrag.pipeline.prepare import QueryPreparer
 from medrag.read import FindingReader
 from medrag.rerank import Reranker, RerankRequest
-from medrag.retrieve.retriever import Retriever
+from medrag.retrieve.retriever import Retriever, withhold_hostile
 from medrag.route.features import Query
 from medrag.route.router import Router
 from medrag.store import Filters
@@ -160,13 +160,15 @@ class Retrieve:
         self.retriever = retriever
 
     def __call__(self, text: str, route: Route, embedded: Embedded, *, depth: int, filters: Filters | None,
-                 tenant: str | None, watch: Stopwatch) -> list[Evidence]:
+                 tenant: str | None, watch: Stopwatch) -> tuple[list[Evidence], list[str]]:
+        """The top ``depth`` evidence, and a warning for each source withheld as hostile (``withhold_hostile``)."""
         with watch.stage("search"):
             rankings = self.retriever.rankings(
                 text, route.searches, text_vector=embedded.text,
                 image_vector=embedded.image if route.image_search else None, filters=filters, tenant=tenant)
         with watch.stage("merge"):
-            return self.retriever.merge(text, rankings, depth)
+            rankings, withheld = withhold_hostile(rankings)
+            return self.retriever.merge(text, rankings, depth), withheld
 
 
 class SearchPipeline:
@@ -200,10 +202,10 @@ class SearchPipeline:
         for query, text, route, vectors, (read, read_warnings) in zip(queries, routed, routes, embedded, reads,
                                                                       strict=True):
             own = Stopwatch()
-            evidence = self.retrieve(text.text, route, vectors, depth=depth, filters=filters, tenant=tenant,
-                                     watch=own)
+            evidence, withheld = self.retrieve(text.text, route, vectors, depth=depth, filters=filters,
+                                               tenant=tenant, watch=own)
             with own.stage("fuse"):
                 reranked = self.reranker(RerankRequest(query, evidence, k, vectors.feature_map))
             results.append(SearchResult(query, route, reranked.evidence, {**shared, **own.timings}, reranked.view,
-                                        read_warnings + reranked.warnings, read))
+                                        read_warnings + withheld + reranked.warnings, read))
         return results

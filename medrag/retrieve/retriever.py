@@ -3,7 +3,8 @@
 Each source is searched with Weaviate hybrid search (BM25 + the ``text`` vector, alpha per source);
 a query with an image also searches the ``joint`` vector of the sources that have one. Rankings are
 merged with RRF (Cormack et al., 2009), each weighted by the route's weight for its source, and
-de-duplicated by source id; the sentences that best match the query are kept as passages.
+de-duplicated by source id; the sentences that best match the query are kept as passages. A found source with signs
+of manipulation (``medrag.text.hostile``) is withheld before the merge, with a warning naming it.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from medrag.encode.joint import JointEncoder
 from medrag.encode.text import TextEncoder
 from medrag.imaging.radiograph import Radiograph
 from medrag.retrieve.cache import QueryCache
-from medrag.sources import joint_collections
+from medrag.sources import citation_label, joint_collections
 from medrag.store import Filters, Hit, Store
+from medrag.text.hostile import hostile_signs
 from medrag.types import Evidence, SourceSearch
 from medrag.vectors import JOINT_VECTOR, TEXT_VECTOR
 
@@ -37,6 +39,31 @@ def rrf_merge(rankings: dict[str, tuple[float, Sequence[Hit]]], rrf_k: int = RRF
             evidence.score += weight / (rrf_k + rank)
             evidence.ranks[name] = rank
     return sorted(merged.values(), key=lambda evidence: evidence.score, reverse=True)
+
+
+def withhold_hostile(rankings: dict[str, tuple[float, Sequence[Hit]]]
+                     ) -> tuple[dict[str, tuple[float, Sequence[Hit]]], list[str]]:
+    """The rankings without the sources that carry signs of manipulation, and a warning naming each one withheld.
+
+    Judged per source, over its title, text and sentences, because screening sentence by sentence was measured to
+    fail (``python -m reliability --only poisoning``): the instruction is dropped and the made-up claims beside it
+    are cited. Withheld before the merge, so the next sources fill the depth and the answer is the one the clean
+    knowledge gives. The warning says why, so that whoever ingested the file can check it.
+    """
+    signs: dict[tuple[str, str], list[str]] = {}
+    for _, hits in rankings.values():
+        for hit in hits:
+            key = (hit.collection, hit.source_id)
+            if key not in signs:
+                texts = [hit.properties.get("title") or "", hit.properties.get("text") or "",
+                         *(hit.properties.get("sentences") or [])]
+                signs[key] = hostile_signs("\n".join(str(text) for text in texts))
+    kept = {name: (weight, [hit for hit in hits if not signs[(hit.collection, hit.source_id)]])
+            for name, (weight, hits) in rankings.items()}
+    warnings = [f"{citation_label(collection, source_id)} was found and withheld from the evidence: it carries "
+                f"{' and '.join(found)}, which a source written to inform a clinician does not; check the file it "
+                "was ingested from" for (collection, source_id), found in signs.items() if found]
+    return kept, warnings
 
 
 def best_passages(query: str, sentences: Sequence[str], most: int = 3) -> list[str]:

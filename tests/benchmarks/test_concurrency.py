@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
+import subprocess
 import time
 from pathlib import Path
 from types import ModuleType
@@ -54,6 +56,24 @@ def test_summary_counts_kinds_errors_and_throughput(concurrency: ModuleType) -> 
     assert summary["per_client"][1] | {"text": 2, "image": 1, "errors": 1} == summary["per_client"][1]
 
 
+def test_memory_timeline_samples_running_processes_and_marks_gone_ones(concurrency: ModuleType) -> None:
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    with concurrency.MemoryTimeline({"me": [os.getpid()], "gone": [finished.pid]}, interval=0.05) as timeline:
+        time.sleep(0.5)
+    times, rss = timeline.series("me")
+    assert len(times) >= 4 and times == sorted(times) and times[0] == 0.0
+    assert all(value > 10 for value in rss), "this Python process holds more than 10 MiB"
+    assert timeline.series("gone") == ([], []) and all(sample["gone"] is None for sample in timeline.samples)
+    assert timeline.report()["flatness"]["gone"]["flat"] is None
+
+
+def test_rss_of_a_group_is_the_sum_of_its_processes(concurrency: ModuleType) -> None:
+    alone = concurrency.rss_mib([os.getpid()])
+    assert concurrency.rss_mib([os.getpid(), os.getpid()]) == pytest.approx(2 * alone, rel=0.05)
+    assert concurrency.rss_mib([]) is None
+
+
 def test_tiny_run_end_to_end(concurrency: ModuleType, weaviate_binary: WeaviateBinary, data_dir: Path,
                              tmp_path: Path) -> None:
     """2 clients for a few seconds on 4 real questions and 4 demo cases, on a server the benchmark starts (the
@@ -80,10 +100,15 @@ def test_tiny_run_end_to_end(concurrency: ModuleType, weaviate_binary: WeaviateB
         assert result["requests"] > 0 and result["errors"] == 0, result["first_errors"]
         assert result["latency"]["p95_ms"] >= result["latency"]["p50_ms"] > 0
         assert result["server_rss_mib"]["start"] > 0 and result["server_rss_mib"]["end"] > 0
+        memory = result["memory"]
+        assert set(memory["flatness"]) == {"server", *(f"client-{index}" for index in range(clients))}
+        assert len(memory["samples"]) >= 3 and all(sample["server"] > 0 for sample in memory["samples"])
     asked = {kind for phase in ("baseline_one_client", "concurrent") for client in report[phase]["per_client"]
              for kind in ("text", "image") if client[kind]}
     assert asked == {"text", "image"}
     assert report["mix"] == {"text": 3, "image": 3}
     assert report["ratios"]["throughput_n_over_1"] > 0 and report["ratios"]["p95_n_over_1"] > 0
     assert {"machine", "inputs", "ratios"} <= set(report)
+    assert report["server"] == {"kind": "embedded server (1 node)", "processes": 1}
+    assert out.with_suffix(".png").stat().st_size > 10_000, "the memory plot beside the JSON"
     assert elapsed < 180, f"the tiny run took {elapsed:.0f} s"
