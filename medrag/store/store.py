@@ -537,8 +537,10 @@ class Store:
         rewritten."""
         tenant = tenant or self.config.weaviate.tenant
         with self._guard(f"reading {collection}", collection, tenant):
-            walk = self._collection(collection, tenant).iterator(
-                include_vector=True, return_properties=self._return_properties(collection))
+            # A generator, entered once: the client's iterator is its own iterator and starts over from the first
+            # object on every iter(), which islice calls for each page (the first page would come back forever).
+            walk = (item for item in self._collection(collection, tenant).iterator(
+                include_vector=True, return_properties=self._return_properties(collection)))
             pages = iter(lambda: list(islice(walk, page)), [])
             repaired = []
             for items in pages:

@@ -55,6 +55,27 @@ def test_upsert_is_idempotent_by_source_id(store, tenant, abstracts):
     assert stored.properties["text"] == abstracts[0].properties["text"]
 
 
+def test_repair_walks_every_page_once_and_rewrites_nothing_on_a_clean_store(store, tenant, abstracts):
+    """The client's iterator starts over on every iter(): a repair that sliced it into pages read page one forever."""
+    store.upsert(ARTICLES, abstracts[:5], tenant=tenant)
+    checked: list[str] = []
+    unindexed = store.unindexed
+
+    def counted(collection, source_ids, **options):
+        checked.extend(source_ids)
+        return unindexed(collection, source_ids, **options)
+
+    store.unindexed = counted
+    try:
+        assert store.repair_indexes(ARTICLES, tenant=tenant, page=2) == []
+    finally:
+        del store.unindexed
+    assert sorted(checked) == sorted(record.source_id for record in abstracts[:5])  # each object once
+    store.delete(ARTICLES, [abstracts[0].source_id, "never-stored"], tenant=tenant)
+    assert store.count(ARTICLES, tenant=tenant) == 4 and store.fetch(ARTICLES, abstracts[0].source_id,
+                                                                     tenant=tenant) is None
+
+
 def test_rejected_objects_are_reported_and_the_rest_written(store, tenant, abstracts):
     bad = Record("bad-year", {"text": "an abstract", "year": "nineteen ninety"}, {TEXT_VECTOR: [0.1] * 384})
     with pytest.raises(ImportFailed) as failure:
