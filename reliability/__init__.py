@@ -10,7 +10,9 @@ above the product: nothing in ``medrag/`` imports it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,3 +29,14 @@ def register_suite(name: str, run: Suite) -> None:
     if name in SUITES:
         raise ValueError(f"reliability suite {name!r} is already registered")
     SUITES[name] = run
+
+
+@contextlib.contextmanager
+def logger_level(logger: logging.Logger, level: int) -> Iterator[None]:
+    """``logger`` at ``level`` for the block, then back to what it was (an area quiets or widens medrag's logs)."""
+    before = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)

@@ -33,7 +33,7 @@ import pydicom
 
 from medrag.assistant import Assistant
 from medrag.config import Config
-from reliability import register_suite
+from reliability import logger_level, register_suite
 from reliability.deid_validation import RETAINED, Expectation, SyntheticNote, make_dicom_set, make_notes
 
 UNSEARCHED_VRS = frozenset({"DA", "DT", "TM"})
@@ -110,14 +110,12 @@ def captured_logs() -> Iterator[list[str]]:
             lines.append(self.format(record))
 
     root, handler = logging.getLogger(), Keep(logging.DEBUG)
-    before = root.level
     root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
     try:
-        yield lines
+        with logger_level(root, logging.DEBUG):
+            yield lines
     finally:
         root.removeHandler(handler)
-        root.setLevel(before)
 
 
 def write_inputs(folder: Path, patients: int, notes: list[SyntheticNote]) -> tuple[Path, Path, set[str]]:

@@ -16,12 +16,11 @@ report-like text with seeded unit vectors (what isolation is tested against does
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import random
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ from medrag.config import Config
 from medrag.sources import collections
 from medrag.store import TEXT_VECTOR, AccessDenied, Filters, Record, Store, object_uuid
 from medrag.store.tenants import key_path
-from reliability import register_suite
+from reliability import logger_level, register_suite
 
 HOSPITALS = ("north", "south")
 DIMENSIONS = 32
@@ -131,17 +130,6 @@ def _server_denials(log_path: Path) -> dict[str, int]:
     return counts
 
 
-@contextlib.contextmanager
-def _level(logger: logging.Logger, level: int) -> Iterator[None]:
-    """``logger`` at ``level`` for the block, then back to what it was."""
-    before = logger.level
-    logger.setLevel(level)
-    try:
-        yield
-    finally:
-        logger.setLevel(before)
-
-
 def run(config: Config, out_dir: Path, quick: bool) -> dict[str, Any]:
     """Provision two hospitals on a fresh RBAC server, then try each against the other; ``out_dir`` is unused (the
     runner writes the figures)."""
@@ -153,7 +141,7 @@ def run(config: Config, out_dir: Path, quick: bool) -> dict[str, Any]:
     # The Store logs each refusal as a warning (a hospital wants those seen); here every one is intended and counted
     # from the server's own log, so 960 warnings on the terminal would hide the figures.
     quiet = logging.getLogger("medrag.store.store")
-    with tempfile.TemporaryDirectory(prefix="medrag-tenants-") as folder, _level(quiet, logging.ERROR):
+    with tempfile.TemporaryDirectory(prefix="medrag-tenants-") as folder, logger_level(quiet, logging.ERROR):
         home = Path(folder)
         settings = config.replace(home=home, weaviate={"rbac": True, "url": None, "data_dir": None, "port": None,
                                                        "api_key": None, "key_file": None})

@@ -10,12 +10,13 @@ import uuid
 import pytest
 
 from knowledge_sources import DEMO_DIR
-from medrag.generate.evidence import addresses_model, quoted_evidence
+from medrag.generate.evidence import quoted_evidence
 from medrag.generate.grounding import claims_with_citations
 from medrag.generate.prompt import SYSTEM, build_prompt
 from medrag.render import render_answer
 from medrag.store import ARTICLES, CASES, REPORTS
 from medrag.store.errors import UnknownTenant
+from medrag.text.hostile import addresses_model
 from medrag.types import DRAFT_NOTICE, INSUFFICIENT
 
 DICOM = DEMO_DIR / "dicom" / "siim-cr-jpeg-baseline.dcm"

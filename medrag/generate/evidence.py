@@ -22,7 +22,6 @@ Encode = Callable[[Sequence[str]], np.ndarray]
 # Retrieved text is data. Sentences that speak to an AI model ("ignore previous instructions", "you are now ...",
 # chat-role markers, requests for patient data) are kept and shown, but they never count as support for a claim
 # (``medrag.text.hostile`` holds the patterns; a whole source with such signs is withheld at retrieval).
-__all__ = ["EvidenceSentence", "addresses_model", "gather_evidence", "quoted_evidence"]
 
 
 @dataclasses.dataclass(frozen=True)

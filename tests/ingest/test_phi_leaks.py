@@ -19,6 +19,7 @@ from medrag.deid.dicom import DicomDeidentifier
 from medrag.deid.secrets import deid_key
 from medrag.ingest.pipeline import Ingestor
 from medrag.store import CASES
+from reliability.artefacts import files_containing
 
 CASES_TO_PLANT = 6
 DATE = re.compile(r"\d{8}")  # DICOM DA values, as planted
@@ -37,14 +38,8 @@ def _needles(values: list[str]) -> set[str]:
 
 
 def _files_containing(root: Path, needles: set[str]) -> dict[str, list[str]]:
-    hits: dict[str, list[str]] = {}
-    for path in root.rglob("*"):
-        if path.is_file():
-            content = path.read_bytes().lower()
-            found = [needle for needle in needles if needle.encode() in content]
-            if found:
-                hits[str(path)] = found
-    return hits
+    """Any occurrence counts here, inside words too: stricter than the artefacts area's whole-word search."""
+    return files_containing([root], needles, whole_words=False)
 
 
 def test_planted_phi_is_nowhere_after_ingest(config, store, tenant, text_encoder, data_dir, tmp_path, caplog,
