@@ -130,7 +130,8 @@ def test_a_clinician_uploads_a_dicom_and_gets_a_cited_answer_with_a_heatmap(app_
     card = page.locator(f'[class*="st-key-card-{target.removeprefix("evidence-")}"]')
     # The :target style lands a frame or two after the hash changes (later on a busy machine): wait for it, then
     # check. A card that is never highlighted times out here and fails.
-    page.wait_for_function("selector => getComputedStyle(document.querySelector(selector)).outlineStyle === 'solid'",
+    page.wait_for_function("selector => { const card = document.querySelector(selector); "
+                           "return card !== null && getComputedStyle(card).outlineStyle === 'solid'; }",
                            arg=f'[class*="st-key-card-{target.removeprefix("evidence-")}"]', timeout=10_000)
     assert card.evaluate("element => getComputedStyle(element).outlineStyle") == "solid"  # the card is highlighted
     others = page.locator('[class*="st-key-card-"]')
