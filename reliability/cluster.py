@@ -1,15 +1,17 @@
 """Cluster area: a real three-node Weaviate cluster on loopback, replication factor 3, driven through medrag's Store.
 
 The scenario a hospital's review asks about: objects are ingested; one node is killed with SIGKILL (no clean
-shutdown); ingesting and searching go on at QUORUM, and every error is counted; every acknowledged object is then
-counted and fetched by id. While the node is down a write at ALL is tried twice, right after the kill and once the
-cluster reports the node down: Weaviate 1.39 rejects it while it still lists the dead node and accepts it (two of
-two) once gossip has dropped it; either answer must come within a bound. The node is restarted and asked alone
-(consistency ONE, which reads its own replica first) until it holds every object, which async replication copies
-to it. Weaviate 1.39 refuses filesystem backups on more than one node,
-so the cluster part checks that medrag turns that refusal into an error naming the fix; the multi-tenant collection
-(three tenants) is then backed up with the filesystem module on the embedded single node, dropped, restored and
-compared object by object, properties and vectors.
+shutdown), a follower, and in the full run on a second cluster the Raft leader (chosen by role: which node wins the
+election varies from run to run, and losing the leader stalls writes until the next election); ingesting and
+searching go on at QUORUM, and every error is counted; every acknowledged object is then counted and fetched by id.
+While the node is down a write at ALL is tried twice, right after the kill and once the cluster reports the node
+down: Weaviate 1.39 rejects it while it still lists the dead node and accepts it (two of two) once gossip has
+dropped it; after a follower's loss either answer must come within a bound. The node is restarted and asked alone
+(consistency ONE, which reads its own replica first) until it holds every object, which async replication copies to
+it. Weaviate 1.39 refuses filesystem backups on more than one node, so the cluster part checks that medrag turns
+that refusal into an error naming the fix; the multi-tenant collection (three tenants) is then backed up with the
+filesystem module on the embedded single node, dropped, restored and compared object by object, properties and
+vectors.
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ SLOW_S = 120.0
 """Query timeout of the scenario's stores: schema changes on a loaded 2-core machine take more than the default 30 s,
 and a timeout there is not what this area measures."""
 ALL_WRITE_BOUND_S = 20.0
-"""A write at ALL with a replica down must be answered, rejected or accepted, within this many seconds."""
+"""A write at ALL with a follower down must be answered, rejected or accepted, within this many seconds."""
+LOSSES = ("follower", "leader")
+"""The node a scenario kills, by Raft role."""
 
 
 def records(prefix: str, start: int, count: int) -> list[Record]:
@@ -82,15 +86,20 @@ class NodeLoss:
     acknowledged: list[str] = dataclasses.field(default_factory=list)
     operations: int = 0
     errors: list[str] = dataclasses.field(default_factory=list)
+    longest_seconds: float = 0.0
 
     def attempt(self, action: Callable[[], Any]) -> tuple[bool, Any]:
-        """Run one store call, counting it; keep its error instead of stopping the scenario. Returns (ok, result)."""
+        """Run one store call, counting and timing it; keep its error instead of stopping the scenario. Returns
+        (ok, result)."""
         self.operations += 1
+        started = time.monotonic()
         try:
             return True, action()
         except StoreError as error:
             self.errors.append(str(error).splitlines()[0])
             return False, None
+        finally:
+            self.longest_seconds = max(self.longest_seconds, time.monotonic() - started)
 
 
 def _searches(store: Store, probe: Record) -> dict[str, Callable[[], list[Hit]]]:
@@ -119,14 +128,15 @@ def ingest_and_search(store: Store, items: Sequence[Record], loss: NodeLoss, bat
                 loss.errors.append(f"{name} for {probe.source_id} found {hits[0].source_id if hits else 'nothing'}")
 
 
-def write_at_all(config: Config, cluster: LocalCluster, prefix: str, *, retries: bool) -> dict[str, Any]:
+def write_at_all(connected: Config, prefix: str, *, retries: bool) -> dict[str, Any]:
     """Write 5 objects at consistency ALL while a replica is down: whether it fails, how fast, what it left behind.
 
-    Without ``retries`` the Store is told the collection is not replicated, which only turns its retries of rejected
-    objects off: the figures are then the server's own first answer.
+    ``connected`` points at a live node of the cluster. Without ``retries`` the Store is told the collection is not
+    replicated, which only turns its retries of rejected objects off: the figures are then the server's own first
+    answer.
     """
     probe = records(prefix, 0, 5)
-    settings = cluster.config(config).replace(weaviate={"consistency": "ALL"})
+    settings = connected.replace(weaviate={"consistency": "ALL"})
     if not retries:
         settings = settings.replace(weaviate={"replication_factor": 1})
     with Store.open(settings) as store:
@@ -139,18 +149,18 @@ def write_at_all(config: Config, cluster: LocalCluster, prefix: str, *, retries:
         else:
             seconds = time.monotonic() - started
             outcome = {"failed": False, "rejected": 0, "reason": ""}
-    with Store.open(cluster.config(config)) as store:
+    with Store.open(connected) as store:
         stored = [record.source_id for record in probe]
         stored = [source_id for source_id in stored if source_id not in missing_ids(store, stored, PROBE_TENANT)]
     return {**outcome, "seconds": round(seconds, 2), "objects": len(probe), "stored": stored}
 
 
-def wait_until_marked_down(cluster: LocalCluster, node: int, timeout: float = 60.0) -> None:
-    """Wait until the first node stops reporting ``node`` HEALTHY (gossip noticed it is gone)."""
+def wait_until_marked_down(cluster: LocalCluster, node: int, seen_by: int, timeout: float = 60.0) -> None:
+    """Wait until node ``seen_by`` stops reporting ``node`` HEALTHY (gossip noticed it is gone)."""
     started = time.monotonic()
     name = cluster.nodes[node].name
     while time.monotonic() - started < timeout:
-        if cluster.status(0)["health"].get(name) != "HEALTHY":
+        if cluster.status(seen_by)["health"].get(name) != "HEALTHY":
             return
         time.sleep(0.2)
     raise StoreError(f"{name} was killed but the cluster still reports it HEALTHY after {timeout:.0f} s")
@@ -215,17 +225,34 @@ def cluster_backup_refusal(store: Store) -> str:
     return "accepted"
 
 
-def cluster_scenario(config: Config, root: Path, quick: bool) -> dict[str, Any]:
-    """Node loss, the write at ALL, the restarted node's catch-up, and the backup refusal on a fresh cluster."""
+def pick_nodes(cluster: LocalCluster, formed: Mapping[str, Any], lose: str) -> tuple[int, int]:
+    """(victim, entry): the node to kill, the Raft leader or a follower, and the live node medrag talks to (a
+    hospital's load balancer would send it to one). The leader is whichever node won the election: choosing the
+    victim by role keeps the scenario the same from run to run."""
+    names = [node.name for node in cluster.nodes]
+    leader = names.index(formed["leader"])
+    victim = leader if lose == "leader" else max(index for index in range(len(names)) if index != leader)
+    return victim, min(index for index in range(len(names)) if index != victim)
+
+
+def cluster_scenario(config: Config, root: Path, quick: bool, lose: str = "follower") -> dict[str, Any]:
+    """Node loss (``lose``: "follower" or "leader"), the write at ALL, the restarted node's catch-up, and the backup
+    refusal on a fresh cluster.
+
+    Losing the Raft leader is the harder case: a node that must ask the leader about a tenant's shards waits for the
+    election, so writes stall (about a minute on 1.39 here) where a follower's loss costs nothing.
+    """
     binary = find_binary(config)
     if binary is None:
         raise StoreError("no weaviate-server binary for the cluster: run `make setup` or set MEDRAG_WEAVIATE_BIN")
+    if lose not in LOSSES:
+        raise ValueError(f"lose={lose!r}: choose one of {', '.join(LOSSES)}")
     before, during, batch = (200, 300, 50) if quick else (2000, 6000, 200)
-    victim = 2
     with LocalCluster(binary.path, root, server_env=FAST_REPAIR if quick else None) as cluster:
-        settings = cluster.config(config).replace(weaviate={"batch_size": batch,
-                                                            "timeout": max(config.weaviate.timeout, SLOW_S)})
         formed = cluster.status()
+        victim, entry = pick_nodes(cluster, formed, lose)
+        settings = cluster.config(config, entry).replace(weaviate={"batch_size": batch,
+                                                                   "timeout": max(config.weaviate.timeout, SLOW_S)})
         with Store.open(settings) as store:
             store.ensure_schema([collection_spec(ARTICLES)])
             factor = store.client.collections.use(ARTICLES).config.get().replication_config.factor
@@ -236,11 +263,11 @@ def cluster_scenario(config: Config, root: Path, quick: bool) -> dict[str, Any]:
             loss = NodeLoss(acknowledged=[record.source_id for record in first])
             cluster.nodes[victim].kill()
             killed = time.monotonic()
-            early = write_at_all(config, cluster, "all-early", retries=False)
+            early = write_at_all(settings, "all-early", retries=False)
             ingest_and_search(store, records("during", 0, during), loss, batch)
             ingest_seconds = time.monotonic() - killed
-            wait_until_marked_down(cluster, victim)
-            late = write_at_all(config, cluster, "all-late", retries=True)
+            wait_until_marked_down(cluster, victim, seen_by=entry)
+            late = write_at_all(settings, "all-late", retries=True)
             expected = list(loss.acknowledged)
             _, counted = loss.attempt(lambda: store.count(ARTICLES, tenant=TENANT))
             _, lost = loss.attempt(lambda: missing_ids(store, expected, TENANT))
@@ -250,9 +277,11 @@ def cluster_scenario(config: Config, root: Path, quick: bool) -> dict[str, Any]:
             refusal = cluster_backup_refusal(store)
     return {
         "cluster at start": formed, "replication factor": factor,
+        "node lost": f"{cluster.nodes[victim].name} ({lose}); medrag connected to {cluster.nodes[entry].name}",
         "objects": before + during, "acknowledged": len(expected), "counted at QUORUM": counted,
         "lost": len(expected) if lost is None else len(lost), "operations while down": loss.operations,
         "errors while down": loss.errors, "ingest seconds while down": round(ingest_seconds, 1),
+        "longest operation seconds while down": round(loss.longest_seconds, 1),
         "write at ALL right after the kill": early, "write at ALL once the node is marked down": late,
         "recovery": recovery,
         "filesystem backup on the cluster": refusal,
@@ -282,32 +311,45 @@ def describe(write: Mapping[str, Any]) -> str:
     return f"accepted {len(write['stored'])}/{write['objects']} in {write['seconds']} s"
 
 
-def run(config: Config, out_dir: Path, quick: bool) -> dict[str, Any]:
-    """Run the scenario in a temporary folder; ``out_dir`` is unused (the runner writes the figures)."""
-    with tempfile.TemporaryDirectory(prefix="medrag-cluster-") as folder:
-        figures = cluster_scenario(config, Path(folder) / "cluster", quick)
-        figures["backup"] = backup_scenario(config, Path(folder), quick)
+def node_loss_passed(figures: Mapping[str, Any], lose: str) -> bool:
+    """No error and no lost object while the node was down, every object counted, the restarted node caught up; after
+    a follower's loss both writes at ALL were also answered within ``ALL_WRITE_BOUND_S`` (the leader's loss stalls
+    writes until the election: that time is reported, not bounded)."""
     early, late = figures["write at ALL right after the kill"], figures["write at ALL once the node is marked down"]
-    recovery, restored = figures["recovery"], figures["backup"]
-    passed = (not figures["errors while down"] and figures["lost"] == 0
-              and figures["counted at QUORUM"] == figures["acknowledged"] == figures["objects"]
-              and recovery["holds every object seconds"] is not None
-              and max(early["seconds"], late["seconds"]) <= ALL_WRITE_BOUND_S
-              and restored["equal"] == restored["objects"] > 0 and restored["extra after restore"] == 0
-              and "single node only" in figures["filesystem backup on the cluster"])
-    return {
-        "headline": {
-            "node-loss errors": len(figures["errors while down"]),
-            "objects lost": figures["lost"],
-            "seconds until the restarted node holds every object": recovery["holds every object seconds"],
-            "write at ALL with a node down": f"right after the kill, first answer: {describe(early)}; once the node "
-                                             f"is marked down, with medrag's retries: {describe(late)}",
-            "backup/restore objects equal": f"{restored['equal']}/{restored['objects']}",
-            "filesystem backup on the cluster": figures["filesystem backup on the cluster"][:120],
-        },
-        "passed": passed,
-        **figures,
+    return (not figures["errors while down"] and figures["lost"] == 0
+            and figures["counted at QUORUM"] == figures["acknowledged"] == figures["objects"]
+            and figures["recovery"]["holds every object seconds"] is not None
+            and (lose == "leader" or max(early["seconds"], late["seconds"]) <= ALL_WRITE_BOUND_S)
+            and "single node only" in figures["filesystem backup on the cluster"])
+
+
+def run(config: Config, out_dir: Path, quick: bool) -> dict[str, Any]:
+    """Run the scenario in a temporary folder, a follower's loss (and in the full run the leader's, on a fresh
+    cluster); ``out_dir`` is unused (the runner writes the figures)."""
+    losses = ("follower",) if quick else LOSSES
+    with tempfile.TemporaryDirectory(prefix="medrag-cluster-") as folder:
+        figures: dict[str, Any] = {f"{lose} loss": cluster_scenario(config, Path(folder) / lose, quick, lose)
+                                   for lose in losses}
+        restored = backup_scenario(config, Path(folder), quick)
+    headline: dict[str, Any] = {
+        "node-loss errors": sum(len(figures[f"{lose} loss"]["errors while down"]) for lose in losses),
+        "objects lost": sum(figures[f"{lose} loss"]["lost"] for lose in losses),
     }
+    for lose in losses:
+        scenario = figures[f"{lose} loss"]
+        early = scenario["write at ALL right after the kill"]
+        late = scenario["write at ALL once the node is marked down"]
+        headline[f"{lose} loss"] = (
+            f"{len(scenario['errors while down'])} errors, {scenario['lost']} lost, longest operation "
+            f"{scenario['longest operation seconds while down']} s, restarted node holds every object after "
+            f"{scenario['recovery']['holds every object seconds']} s; write at ALL right after the kill, first "
+            f"answer: {describe(early)}; once the node is marked down, with medrag's retries: {describe(late)}")
+    first = figures[f"{losses[0]} loss"]
+    headline["backup/restore objects equal"] = f"{restored['equal']}/{restored['objects']}"
+    headline["filesystem backup on the cluster"] = first["filesystem backup on the cluster"][:120]
+    passed = (all(node_loss_passed(figures[f"{lose} loss"], lose) for lose in losses)
+              and restored["equal"] == restored["objects"] > 0 and restored["extra after restore"] == 0)
+    return {"headline": headline, "passed": passed, **figures, "backup": restored}
 
 
 register_suite("cluster", run)

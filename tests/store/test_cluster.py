@@ -1,6 +1,7 @@
 """A real three-node Weaviate cluster on loopback, driven through medrag's Store (issue 18).
 
-One scenario runs once for the module (about two minutes on two shared cores): ingest, SIGKILL a node, keep
+One scenario runs once for the module (about two minutes on two shared cores): ingest, SIGKILL a follower (chosen
+by Raft role: killing the leader stalls writes for about a minute, a figure of ``make reliability``), keep
 ingesting and searching at QUORUM, write at ALL, restart the node and time its catch-up. Each test then asserts one
 of its figures. The multi-tenant backup and restore runs on the embedded single node, the only place Weaviate 1.39
 takes filesystem backups; the cluster's refusal of them is asserted too.
@@ -32,6 +33,9 @@ def test_three_nodes_form_one_raft_cluster_with_replication_factor_3(figures):
     assert formed["health"] == {"node1": "HEALTHY", "node2": "HEALTHY", "node3": "HEALTHY"}
     assert formed["leader"] in formed["health"] and formed["synchronized"]
     assert figures["replication factor"] == 3
+    lost = figures["node lost"].split()[0]
+    assert lost != formed["leader"] and "(follower)" in figures["node lost"]
+    assert not figures["node lost"].endswith(f"connected to {lost}")  # medrag talks to a live node
 
 
 def test_node_loss_gives_no_error_and_loses_nothing_at_quorum(figures):

@@ -120,6 +120,9 @@ def test_a_clinician_uploads_a_dicom_and_gets_a_cited_answer_with_a_heatmap(app_
     assert page.locator('[data-testid="stImage"] img').count() >= 2  # the radiograph with the heatmap, the colour bar
     page.screenshot(path=str(artifacts / "ask-answer.png"))
 
+    # Streamlit re-creates elements while a run is still going (the audit entry, the feedback form): a card clicked
+    # then can be replaced, and the new one is not the :target. A clinician reads the finished page; so does this.
+    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for()
     citations = page.locator('a[href^="#evidence-"]')
     assert citations.count() >= 1
     first = citations.first
