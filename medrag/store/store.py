@@ -49,6 +49,18 @@ from medrag.vectors import VECTORS
 
 log = logging.getLogger(__name__)
 
+
+class _HandledBatchErrors(logging.Filter):
+    """Drop weaviate-client's ERROR record for a batch with rejected objects: it dumps each object's properties and
+    vectors to the terminal, while ``Store.upsert`` retries those objects and reports each one left, by source id,
+    in ``ImportFailed`` or the ``ImportReport``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, dict) and str(record.msg.get("message", "")).startswith("Failed to send"))
+
+
+logging.getLogger("weaviate-client").addFilter(_HandledBatchErrors())
+
 REPLICA_RETRIES = (0.5, 2.0)
 """Seconds to wait before each new try of the objects a replicated write rejected (see ``_insert_with_retries``)."""
 
