@@ -16,8 +16,11 @@ vectors.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import random
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -27,11 +30,21 @@ from typing import Any
 from weaviate.classes.config import ConsistencyLevel
 
 from medrag.config import Config
-from medrag.store import ARTICLES, TEXT_VECTOR, Hit, ImportFailed, Record, Store, StoreError, collection_spec
+from medrag.store import (
+    ARTICLES,
+    TEXT_VECTOR,
+    ConnectionFailed,
+    Hit,
+    ImportFailed,
+    Record,
+    Store,
+    StoreError,
+    collection_spec,
+)
 from medrag.store.backup import backup, restore
 from medrag.store.binary import find_binary
 from medrag.store.cluster import LocalCluster
-from reliability import register_suite
+from reliability import logger_level, register_suite
 
 DIMENSIONS = 32
 TENANT = "hospital-a"
@@ -133,7 +146,8 @@ def write_at_all(connected: Config, prefix: str, *, retries: bool) -> dict[str, 
 
     ``connected`` points at a live node of the cluster. Without ``retries`` the Store is told the collection is not
     replicated, which only turns its retries of rejected objects off: the figures are then the server's own first
-    answer.
+    answer. A server that does not answer within the client's timeout is an outcome too ("timed out"): after the
+    Raft leader's loss we met it.
     """
     probe = records(prefix, 0, 5)
     settings = connected.replace(weaviate={"consistency": "ALL"})
@@ -144,15 +158,16 @@ def write_at_all(connected: Config, prefix: str, *, retries: bool) -> dict[str, 
         try:
             store.upsert(ARTICLES, probe, tenant=PROBE_TENANT)
         except ImportFailed as error:
-            seconds = time.monotonic() - started
             outcome = {"failed": True, "rejected": len(error.failures), "reason": error.failures[0][1]}
+        except ConnectionFailed as error:
+            outcome = {"failed": True, "rejected": 0, "reason": str(error).splitlines()[0], "timed out": True}
         else:
-            seconds = time.monotonic() - started
             outcome = {"failed": False, "rejected": 0, "reason": ""}
+        seconds = time.monotonic() - started
     with Store.open(connected) as store:
         stored = [record.source_id for record in probe]
         stored = [source_id for source_id in stored if source_id not in missing_ids(store, stored, PROBE_TENANT)]
-    return {**outcome, "seconds": round(seconds, 2), "objects": len(probe), "stored": stored}
+    return {"timed out": False, **outcome, "seconds": round(seconds, 2), "objects": len(probe), "stored": stored}
 
 
 def wait_until_marked_down(cluster: LocalCluster, node: int, seen_by: int, timeout: float = 60.0) -> None:
@@ -200,20 +215,54 @@ def snapshot(store: Store, tenants: Iterable[str]) -> dict[tuple[str, str], tupl
     return objects
 
 
-def backup_and_restore(store: Store, tenants: Sequence[str], backup_id: str) -> dict[str, Any]:
+def backup_and_restore(store: Store, tenants: Sequence[str], backup_id: str,
+                       backend: str = "filesystem") -> dict[str, Any]:
     """Back up the multi-tenant collection, drop it, restore it, and compare every object with what was there."""
     before = snapshot(store, tenants)
     started = time.monotonic()
-    backup(store, backup_id, [ARTICLES])
+    backup(store, backup_id, [ARTICLES], backend)
     backed_up = time.monotonic() - started
     store.client.collections.delete(ARTICLES)
     started = time.monotonic()
-    restore(store, backup_id, [ARTICLES])
+    restore(store, backup_id, [ARTICLES], backend)
     restored = time.monotonic() - started
     after = snapshot(store, tenants)
     equal = sum(1 for key, value in before.items() if after.get(key) == value)
     return {"objects": len(before), "equal": equal, "extra after restore": len(set(after) - set(before)),
             "tenants": len(tenants), "backup seconds": round(backed_up, 1), "restore seconds": round(restored, 1)}
+
+
+S3_BUCKET = "medrag-backups"
+S3_CREDENTIALS = {"aws_access_key_id": "medrag-reliability", "aws_secret_access_key": "medrag-reliability-secret",
+                  "region_name": "us-east-1"}
+
+
+@contextlib.contextmanager
+def s3_store() -> Iterator[dict[str, str]]:
+    """An S3-compatible store on loopback with one bucket, served by moto (a hospital points ``backup-s3`` at its
+    own S3, MinIO or Ceph); yields the environment every node needs to back up there."""
+    try:
+        import boto3
+        from moto.server import ThreadedMotoServer
+    except ImportError as error:
+        raise StoreError("the cluster area backs up to an S3 store served by moto: install the dev extras "
+                         "(`make setup`)") from error
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    with logger_level(logging.getLogger("werkzeug"), logging.ERROR):  # else one line per request
+        server.start()
+        try:
+            boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", **S3_CREDENTIALS).create_bucket(
+                Bucket=S3_BUCKET)
+            yield {"ENABLE_MODULES": "backup-filesystem,backup-s3", "BACKUP_S3_BUCKET": S3_BUCKET,
+                   "BACKUP_S3_ENDPOINT": f"127.0.0.1:{port}", "BACKUP_S3_USE_SSL": "false",
+                   "AWS_ACCESS_KEY_ID": S3_CREDENTIALS["aws_access_key_id"],
+                   "AWS_SECRET_ACCESS_KEY": S3_CREDENTIALS["aws_secret_access_key"],
+                   "AWS_REGION": S3_CREDENTIALS["region_name"]}
+        finally:
+            server.stop()
 
 
 def cluster_backup_refusal(store: Store) -> str:
@@ -236,8 +285,9 @@ def pick_nodes(cluster: LocalCluster, formed: Mapping[str, Any], lose: str) -> t
 
 
 def cluster_scenario(config: Config, root: Path, quick: bool, lose: str = "follower") -> dict[str, Any]:
-    """Node loss (``lose``: "follower" or "leader"), the write at ALL, the restarted node's catch-up, and the backup
-    refusal on a fresh cluster.
+    """Node loss (``lose``: "follower" or "leader"), the write at ALL, the restarted node's catch-up, the filesystem
+    backup's refusal, and a backup to S3 of the multi-tenant collection, dropped, restored and compared, on a fresh
+    cluster.
 
     Losing the Raft leader is the harder case: a node that must ask the leader about a tenant's shards waits for the
     election, so writes stall (about a minute on 1.39 here) where a follower's loss costs nothing.
@@ -248,7 +298,8 @@ def cluster_scenario(config: Config, root: Path, quick: bool, lose: str = "follo
     if lose not in LOSSES:
         raise ValueError(f"lose={lose!r}: choose one of {', '.join(LOSSES)}")
     before, during, batch = (200, 300, 50) if quick else (2000, 6000, 200)
-    with LocalCluster(binary.path, root, server_env=FAST_REPAIR if quick else None) as cluster:
+    with s3_store() as s3, LocalCluster(binary.path, root,
+                                        server_env={**(FAST_REPAIR if quick else {}), **s3}) as cluster:
         formed = cluster.status()
         victim, entry = pick_nodes(cluster, formed, lose)
         settings = cluster.config(config, entry).replace(weaviate={"batch_size": batch,
@@ -256,8 +307,9 @@ def cluster_scenario(config: Config, root: Path, quick: bool, lose: str = "follo
         with Store.open(settings) as store:
             store.ensure_schema([collection_spec(ARTICLES)])
             factor = store.client.collections.use(ARTICLES).config.get().replication_config.factor
-            for tenant in (TENANT, PROBE_TENANT):
+            for tenant in (TENANT, PROBE_TENANT, OTHER_TENANT):
                 store.create_tenant(tenant, [ARTICLES])
+            store.upsert(ARTICLES, records(OTHER_TENANT, 0, before // 2), tenant=OTHER_TENANT)
             first = records("before", 0, before)
             store.upsert(ARTICLES, first, tenant=TENANT)
             loss = NodeLoss(acknowledged=[record.source_id for record in first])
@@ -275,6 +327,8 @@ def cluster_scenario(config: Config, root: Path, quick: bool, lose: str = "follo
             recovery = catch_up(config, cluster, victim, {TENANT: expected, PROBE_TENANT: probes},
                                 timeout=120 if quick else 600)
             refusal = cluster_backup_refusal(store)
+            restored = backup_and_restore(store, [TENANT, PROBE_TENANT, OTHER_TENANT],
+                                          f"cluster-{lose}-{int(time.time())}", backend="s3")
     return {
         "cluster at start": formed, "replication factor": factor,
         "node lost": f"{cluster.nodes[victim].name} ({lose}); medrag connected to {cluster.nodes[entry].name}",
@@ -285,6 +339,7 @@ def cluster_scenario(config: Config, root: Path, quick: bool, lose: str = "follo
         "write at ALL right after the kill": early, "write at ALL once the node is marked down": late,
         "recovery": recovery,
         "filesystem backup on the cluster": refusal,
+        "backup to S3 of the multi-tenant collection": restored,
         "async replication": "5 s rounds, 1 s propagation delay" if quick else "Weaviate defaults (30 s, 30 s)",
     }
 
@@ -305,10 +360,17 @@ def backup_scenario(config: Config, root: Path, quick: bool) -> dict[str, Any]:
 
 
 def describe(write: Mapping[str, Any]) -> str:
-    """One line for a write at ALL: rejected with the server's reason, or accepted; and how long it took."""
+    """One line for a write at ALL: rejected with the server's reason, accepted, or unanswered; and how long it took."""
+    if write["timed out"]:
+        return f"no answer within the client's timeout ({write['seconds']} s); {len(write['stored'])} stored"
     if write["failed"]:
         return f"rejected {write['rejected']}/{write['objects']} in {write['seconds']} s ({write['reason'][:100]})"
     return f"accepted {len(write['stored'])}/{write['objects']} in {write['seconds']} s"
+
+
+def restored_whole(restored: Mapping[str, Any]) -> bool:
+    """Every object back, equal in properties and vectors, and nothing more."""
+    return restored["equal"] == restored["objects"] > 0 and restored["extra after restore"] == 0
 
 
 def node_loss_passed(figures: Mapping[str, Any], lose: str) -> bool:
@@ -320,7 +382,8 @@ def node_loss_passed(figures: Mapping[str, Any], lose: str) -> bool:
             and figures["counted at QUORUM"] == figures["acknowledged"] == figures["objects"]
             and figures["recovery"]["holds every object seconds"] is not None
             and (lose == "leader" or max(early["seconds"], late["seconds"]) <= ALL_WRITE_BOUND_S)
-            and "single node only" in figures["filesystem backup on the cluster"])
+            and "single node only" in figures["filesystem backup on the cluster"]
+            and restored_whole(figures["backup to S3 of the multi-tenant collection"]))
 
 
 def run(config: Config, out_dir: Path, quick: bool) -> dict[str, Any]:
@@ -345,10 +408,13 @@ def run(config: Config, out_dir: Path, quick: bool) -> dict[str, Any]:
             f"{scenario['recovery']['holds every object seconds']} s; write at ALL right after the kill, first "
             f"answer: {describe(early)}; once the node is marked down, with medrag's retries: {describe(late)}")
     first = figures[f"{losses[0]} loss"]
-    headline["backup/restore objects equal"] = f"{restored['equal']}/{restored['objects']}"
+    headline["filesystem backup/restore on one node, objects equal"] = f"{restored['equal']}/{restored['objects']}"
     headline["filesystem backup on the cluster"] = first["filesystem backup on the cluster"][:120]
-    passed = (all(node_loss_passed(figures[f"{lose} loss"], lose) for lose in losses)
-              and restored["equal"] == restored["objects"] > 0 and restored["extra after restore"] == 0)
+    on_s3 = first["backup to S3 of the multi-tenant collection"]
+    headline["backup to S3 on the cluster, objects equal"] = (
+        f"{on_s3['equal']}/{on_s3['objects']} in {on_s3['tenants']} tenants (backup {on_s3['backup seconds']} s, "
+        f"restore {on_s3['restore seconds']} s)")
+    passed = all(node_loss_passed(figures[f"{lose} loss"], lose) for lose in losses) and restored_whole(restored)
     return {"headline": headline, "passed": passed, **figures, "backup": restored}
 
 
