@@ -479,8 +479,10 @@ class Store:
                 raise  # the server refused the whole request: the guard names the tenant and the fix
             if len(objects) == 1:
                 return {0: str(error).split("Here is the set of all errors: ", 1)[-1]}
-            # When every object fails the client folds the reasons together; ask one by one to name each.
-            return {index: self._insert(target, [obj])[0] for index, obj in enumerate(objects)}
+            # When every object fails the client folds the reasons together; send one by one to name each. One
+            # that goes through alone is written: the cause had passed (a replica that had just died, say).
+            alone = {index: self._insert(target, [obj]) for index, obj in enumerate(objects)}
+            return {index: reasons[0] for index, reasons in alone.items() if reasons}
 
     # --- reads --------------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ import logging
 
 import numpy as np
 import pytest
+from weaviate.exceptions import WeaviateInsertManyAllFailedError
 
 from medrag.sources import collections
 from medrag.store import (
@@ -95,6 +96,31 @@ def test_all_rejected_batch_names_each_object(store, tenant):
     assert report.written == 0
     assert [source_id for source_id, _ in report.failures] == ["bad-0", "bad-1", "bad-2"]
     assert all("year" in reason for _, reason in report.failures)
+
+
+def test_batch_refused_whole_once_is_written_object_by_object(store, tenant, abstracts, monkeypatch):
+    """A batch that fails whole once (a replica died mid-write, as in ``python -m reliability --only cluster``) is
+    sent again one object at a time; those that go through count as written, not as failures."""
+    real = store._collection
+    refusals = []
+
+    def refusing_once(name, chosen_tenant):
+        collection = real(name, chosen_tenant)
+        insert_many = collection.data.insert_many
+
+        def insert(objects):
+            if not refusals:
+                refusals.append(len(objects))
+                raise WeaviateInsertManyAllFailedError("cannot reach enough replicas: required 3 replicas, got 2")
+            return insert_many(objects)
+
+        monkeypatch.setattr(collection.data, "insert_many", insert)
+        return collection
+
+    monkeypatch.setattr(store, "_collection", refusing_once)
+    report = store.upsert(ARTICLES, abstracts[:4], tenant=tenant)
+    assert refusals == [4] and report.written == 4 and report.failures == []
+    assert store.count(ARTICLES, tenant=tenant) == 4
 
 
 def test_on_written_reports_acknowledged_batches(store, tenant, abstracts):
