@@ -477,12 +477,28 @@ class Store:
         except WeaviateInsertManyAllFailedError as error:
             if _denial(error):
                 raise  # the server refused the whole request: the guard names the tenant and the fix
+            reason = str(error).split("Here is the set of all errors: ", 1)[-1]
             if len(objects) == 1:
-                return {0: str(error).split("Here is the set of all errors: ", 1)[-1]}
-            # When every object fails the client folds the reasons together; send one by one to name each. One
-            # that goes through alone is written: the cause had passed (a replica that had just died, say).
-            alone = {index: self._insert(target, [obj]) for index, obj in enumerate(objects)}
-            return {index: reasons[0] for index, reasons in alone.items() if reasons}
+                return {0: reason}
+            return self._insert_one_by_one(target, objects, reason)
+
+    def _insert_one_by_one(self, target: Any, objects: list[DataObject], reason: str) -> dict[int, str]:
+        """Send the objects of a batch that failed whole one at a time, to name each one's reason; return those.
+
+        One that goes through alone is written: the cause had passed (a replica that had just died, say). Sending
+        stops after one timeout's worth of time: a cause that holds for every object would otherwise cost its wait
+        once per object (a write at ALL of 5 objects right after a cluster lost its Raft leader gave up after 480 s
+        with a 120 s timeout, ``python -m reliability --only cluster``). The rest keep the batch's reason.
+        """
+        timeout = self.config.weaviate.timeout
+        deadline = time.monotonic() + timeout
+        failed = {}
+        for index, obj in enumerate(objects):
+            if time.monotonic() > deadline:
+                failed[index] = f"{reason} (not sent again alone: the objects before it took {timeout:.0f} s)"
+            elif alone := self._insert(target, [obj]):
+                failed[index] = alone[0]
+        return failed
 
     # --- reads --------------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from medrag.store import (
     Filters,
     ImportFailed,
     Record,
+    Store,
     StoreError,
     UnknownTenant,
     object_uuid,
@@ -121,6 +123,33 @@ def test_batch_refused_whole_once_is_written_object_by_object(store, tenant, abs
     report = store.upsert(ARTICLES, abstracts[:4], tenant=tenant)
     assert refusals == [4] and report.written == 4 and report.failures == []
     assert store.count(ARTICLES, tenant=tenant) == 4
+
+
+def test_batch_refused_whole_is_sent_again_alone_for_one_timeout_at_most(store, config, tenant, abstracts,
+                                                                            monkeypatch):
+    """Every send refused after a wait (a cluster without a Raft leader): the objects are tried alone only until
+    the Store's timeout has passed, and every one is reported with the server's reason."""
+    patient = Store(store.client, config.replace(weaviate={"timeout": 1}))
+    real = patient._collection
+    sends = []
+
+    def refusing(name, chosen_tenant):
+        collection = real(name, chosen_tenant)
+
+        def insert(objects):
+            sends.append(len(objects))
+            time.sleep(0.6)
+            raise WeaviateInsertManyAllFailedError("Here is the set of all errors: no leader elected")
+
+        monkeypatch.setattr(collection.data, "insert_many", insert)
+        return collection
+
+    monkeypatch.setattr(patient, "_collection", refusing)
+    report = patient.upsert(ARTICLES, abstracts[:5], tenant=tenant, raise_on_failure=False)
+    assert sends == [5, 1, 1]  # the batch, then singles until one second had passed
+    assert [source_id for source_id, _ in report.failures] == [record.source_id for record in abstracts[:5]]
+    assert all("no leader elected" in reason for _, reason in report.failures)
+    assert report.written == 0 and store.count(ARTICLES, tenant=tenant) == 0
 
 
 def test_on_written_reports_acknowledged_batches(store, tenant, abstracts):
