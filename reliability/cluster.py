@@ -20,7 +20,6 @@ import contextlib
 import dataclasses
 import logging
 import random
-import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -233,8 +232,8 @@ def backup_and_restore(store: Store, tenants: Sequence[str], backup_id: str,
 
 
 S3_BUCKET = "medrag-backups"
-S3_CREDENTIALS = {"aws_access_key_id": "medrag-reliability", "aws_secret_access_key": "medrag-reliability-secret",
-                  "region_name": "us-east-1"}
+S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "medrag-reliability", "AWS_SECRET_ACCESS_KEY": "medrag-reliability-secret",
+                  "AWS_REGION": "us-east-1"}
 
 
 @contextlib.contextmanager
@@ -247,20 +246,16 @@ def s3_store() -> Iterator[dict[str, str]]:
     except ImportError as error:
         raise StoreError("the cluster area backs up to an S3 store served by moto: install the dev extras "
                          "(`make setup`)") from error
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)  # port 0: the system picks one
     with logger_level(logging.getLogger("werkzeug"), logging.ERROR):  # else one line per request
         server.start()
         try:
-            boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", **S3_CREDENTIALS).create_bucket(
-                Bucket=S3_BUCKET)
+            endpoint = "{}:{}".format(*server.get_host_and_port())
+            boto3.client("s3", endpoint_url=f"http://{endpoint}", aws_access_key_id=S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                         aws_secret_access_key=S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+                         region_name=S3_CREDENTIALS["AWS_REGION"]).create_bucket(Bucket=S3_BUCKET)
             yield {"ENABLE_MODULES": "backup-filesystem,backup-s3", "BACKUP_S3_BUCKET": S3_BUCKET,
-                   "BACKUP_S3_ENDPOINT": f"127.0.0.1:{port}", "BACKUP_S3_USE_SSL": "false",
-                   "AWS_ACCESS_KEY_ID": S3_CREDENTIALS["aws_access_key_id"],
-                   "AWS_SECRET_ACCESS_KEY": S3_CREDENTIALS["aws_secret_access_key"],
-                   "AWS_REGION": S3_CREDENTIALS["region_name"]}
+                   "BACKUP_S3_ENDPOINT": endpoint, "BACKUP_S3_USE_SSL": "false", **S3_CREDENTIALS}
         finally:
             server.stop()
 

@@ -100,26 +100,32 @@ def test_all_rejected_batch_names_each_object(store, tenant):
     assert all("year" in reason for _, reason in report.failures)
 
 
+def _wrap_insert_many(store: Store, monkeypatch, wrap) -> None:
+    """Route every batch ``store`` writes through ``wrap(objects, insert_many)``, with the real server's insert_many:
+    a fault injected around real writes."""
+    real = store._collection
+
+    def wrapped(name, chosen_tenant):
+        collection = real(name, chosen_tenant)
+        insert_many = collection.data.insert_many
+        monkeypatch.setattr(collection.data, "insert_many", lambda objects: wrap(objects, insert_many))
+        return collection
+
+    monkeypatch.setattr(store, "_collection", wrapped)
+
+
 def test_batch_refused_whole_once_is_written_object_by_object(store, tenant, abstracts, monkeypatch):
     """A batch that fails whole once (a replica died mid-write, as in ``python -m reliability --only cluster``) is
     sent again one object at a time; those that go through count as written, not as failures."""
-    real = store._collection
     refusals = []
 
-    def refusing_once(name, chosen_tenant):
-        collection = real(name, chosen_tenant)
-        insert_many = collection.data.insert_many
+    def refusing_once(objects, insert_many):
+        if not refusals:
+            refusals.append(len(objects))
+            raise WeaviateInsertManyAllFailedError("cannot reach enough replicas: required 3 replicas, got 2")
+        return insert_many(objects)
 
-        def insert(objects):
-            if not refusals:
-                refusals.append(len(objects))
-                raise WeaviateInsertManyAllFailedError("cannot reach enough replicas: required 3 replicas, got 2")
-            return insert_many(objects)
-
-        monkeypatch.setattr(collection.data, "insert_many", insert)
-        return collection
-
-    monkeypatch.setattr(store, "_collection", refusing_once)
+    _wrap_insert_many(store, monkeypatch, refusing_once)
     report = store.upsert(ARTICLES, abstracts[:4], tenant=tenant)
     assert refusals == [4] and report.written == 4 and report.failures == []
     assert store.count(ARTICLES, tenant=tenant) == 4
@@ -130,21 +136,14 @@ def test_batch_refused_whole_is_sent_again_alone_for_one_timeout_at_most(store, 
     """Every send refused after a wait (a cluster without a Raft leader): the objects are tried alone only until
     the Store's timeout has passed, and every one is reported with the server's reason."""
     patient = Store(store.client, config.replace(weaviate={"timeout": 1}))
-    real = patient._collection
     sends = []
 
-    def refusing(name, chosen_tenant):
-        collection = real(name, chosen_tenant)
+    def refusing(objects, _insert_many):
+        sends.append(len(objects))
+        time.sleep(0.6)
+        raise WeaviateInsertManyAllFailedError("Here is the set of all errors: no leader elected")
 
-        def insert(objects):
-            sends.append(len(objects))
-            time.sleep(0.6)
-            raise WeaviateInsertManyAllFailedError("Here is the set of all errors: no leader elected")
-
-        monkeypatch.setattr(collection.data, "insert_many", insert)
-        return collection
-
-    monkeypatch.setattr(patient, "_collection", refusing)
+    _wrap_insert_many(patient, monkeypatch, refusing)
     report = patient.upsert(ARTICLES, abstracts[:5], tenant=tenant, raise_on_failure=False)
     assert sends == [5, 1, 1]  # the batch, then singles until one second had passed
     assert [source_id for source_id, _ in report.failures] == [record.source_id for record in abstracts[:5]]
